@@ -1,0 +1,256 @@
+//! The route table: an immutable snapshot mapping (path, host) to a service and its
+//! endpoint pool. Built by the registry actor, read lock-free by the request path.
+//!
+//! Matching: longest prefix on whole path segments; among routes with the same prefix a
+//! route naming the request's host wins over a host-less one; a route with hosts never
+//! matches another host.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::balancer::{Endpoint, EndpointSource, Pool};
+use crate::spec::{FieldError, ServiceSpec};
+
+/// One routable service.
+#[derive(Debug)]
+pub struct Route {
+    /// The service name, shared (cheap to clone into metrics labels and logs).
+    pub name: Arc<str>,
+    /// The full service definition.
+    pub spec: Arc<ServiceSpec>,
+    /// Normalized prefix (`/` or `/a/b` without trailing slash).
+    pub prefix: Arc<str>,
+    /// Endpoints and balancer state.
+    pub pool: Pool,
+}
+
+impl Route {
+    /// Whether the route answers for `host` (a lowercased host name without port).
+    fn serves_host(&self, host: &str) -> bool {
+        self.spec.hosts.is_empty() || self.spec.hosts.iter().any(|h| host_matches(h, host))
+    }
+
+    /// The path to send upstream for a client `path` that matched this route: the
+    /// endpoint's base path, then the path with the prefix removed when `strip_prefix`.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> &'a str {
+        if !self.spec.strip_prefix || &*self.prefix == "/" {
+            return path;
+        }
+        let rest = &path[self.prefix.len().min(path.len())..];
+        if rest.is_empty() { "/" } else { rest }
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            host.len() > suffix.len() + 1
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
+        None => pattern == host,
+    }
+}
+
+/// Immutable routing snapshot.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Registry version this table reflects.
+    pub version: u64,
+    /// Routes by prefix; within one prefix, host-specific routes come first.
+    by_prefix: HashMap<Arc<str>, Vec<Arc<Route>>>,
+    /// All routes, by name.
+    by_name: HashMap<Arc<str>, Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Builds a table from validated services. `previous` lends its endpoint objects
+    /// (in-flight counts, health) to endpoints that did not change.
+    pub fn build(
+        version: u64,
+        services: impl IntoIterator<Item = Arc<ServiceSpec>>,
+        previous: Option<&RouteTable>,
+    ) -> Result<Self, FieldError> {
+        let mut table = RouteTable { version, ..Default::default() };
+        for spec in services {
+            let name: Arc<str> = spec.name.as_str().into();
+            let prefix: Arc<str> = spec.effective_prefix().into();
+            let old = previous.and_then(|p| p.by_name.get(&name));
+            let endpoints = spec
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let id = format!("{name}-{i}");
+                    old.and_then(|r| {
+                        r.pool.endpoints().iter().find(|o| *o.id == *id && o.url == e.url && o.weight == e.weight)
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(id, e.url.clone(), e.weight, EndpointSource::Config)))
+                })
+                .collect();
+            let route = Arc::new(Route {
+                name: Arc::clone(&name),
+                pool: Pool::new(spec.balancer.clone(), endpoints),
+                prefix: Arc::clone(&prefix),
+                spec,
+            });
+            let same_prefix = table.by_prefix.entry(prefix).or_default();
+            if let Some(clash) = same_prefix.iter().find(|r| overlaps(r, &route)) {
+                return Err(FieldError::new(
+                    "prefix",
+                    format!(
+                        "service {:?} and service {:?} both route prefix {:?} for the same hosts",
+                        clash.name, route.name, route.prefix
+                    ),
+                ));
+            }
+            same_prefix.push(Arc::clone(&route));
+            same_prefix.sort_by_key(|r| r.spec.hosts.is_empty());
+            if table.by_name.insert(name, route).is_some() {
+                return Err(FieldError::new("name", "duplicate service name"));
+            }
+        }
+        Ok(table)
+    }
+
+    /// Finds the route for a request path and host (host as sent; port and case ignored).
+    pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<Route>> {
+        let host = host.map(strip_port).unwrap_or("");
+        let mut candidate = path;
+        loop {
+            if let Some(routes) = self.by_prefix.get(candidate)
+                && let Some(r) = routes.iter().find(|r| r.serves_host_ci(host))
+            {
+                return Some(r);
+            }
+            if candidate == "/" || candidate.is_empty() {
+                return None;
+            }
+            candidate = match candidate.rfind('/') {
+                Some(0) => "/",
+                Some(i) => &candidate[..i],
+                None => return None,
+            };
+        }
+    }
+
+    /// A route by service name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Route>> {
+        self.by_name.get(name)
+    }
+
+    /// All routes (unordered).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.by_name.values()
+    }
+
+    /// Number of services.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when no service is routable.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+impl Route {
+    fn serves_host_ci(&self, host: &str) -> bool {
+        if self.spec.hosts.is_empty() {
+            return true;
+        }
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.serves_host(&host.to_ascii_lowercase())
+        } else {
+            self.serves_host(host)
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+}
+
+fn overlaps(a: &Route, b: &Route) -> bool {
+    let (ha, hb) = (&a.spec.hosts, &b.spec.hosts);
+    (ha.is_empty() && hb.is_empty()) || ha.iter().any(|h| hb.contains(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(json: &str) -> Arc<ServiceSpec> {
+        let s: ServiceSpec = serde_json::from_str(json).expect("json");
+        Arc::new(s.validate().expect("valid"))
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::build(
+            1,
+            [
+                svc(r#"{"name":"users","endpoints":["http://u:1"]}"#),
+                svc(r#"{"name":"admin-users","prefix":"/api/users/admin","endpoints":["http://a:1"]}"#),
+                svc(r#"{"name":"users-eu","prefix":"/api/users","hosts":["eu.example.com"],"endpoints":["http://e:1"]}"#),
+                svc(r#"{"name":"root","prefix":"/","hosts":["*.apps.example"],"endpoints":["http://r:1"]}"#),
+                svc(r#"{"name":"raw","prefix":"/raw","strip_prefix":false,"endpoints":["http://r:1"]}"#),
+            ],
+            None,
+        )
+        .expect("no conflicts")
+    }
+
+    fn name(t: &RouteTable, path: &str, host: Option<&str>) -> Option<String> {
+        t.find(path, host).map(|r| r.name.to_string())
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries_wins() {
+        let t = table();
+        assert_eq!(name(&t, "/api/users", None).as_deref(), Some("users"));
+        assert_eq!(name(&t, "/api/users/7", None).as_deref(), Some("users"));
+        assert_eq!(name(&t, "/api/users/admin/1", None).as_deref(), Some("admin-users"));
+        assert_eq!(name(&t, "/api/usersx", None), None);
+        assert_eq!(name(&t, "/other", None), None);
+    }
+
+    #[test]
+    fn host_specific_routes_win_and_never_match_other_hosts() {
+        let t = table();
+        assert_eq!(name(&t, "/api/users/7", Some("EU.example.com:8080")).as_deref(), Some("users-eu"));
+        assert_eq!(name(&t, "/x", Some("a.apps.example")).as_deref(), Some("root"));
+        assert_eq!(name(&t, "/x", Some("apps.example")), None);
+    }
+
+    #[test]
+    fn strip_prefix_maps_paths_upstream() {
+        let t = table();
+        let users = t.get("users").expect("users");
+        assert_eq!(users.upstream_path("/api/users/42"), "/42");
+        assert_eq!(users.upstream_path("/api/users"), "/");
+        let raw = t.get("raw").expect("raw");
+        assert_eq!(raw.upstream_path("/raw/a"), "/raw/a");
+    }
+
+    #[test]
+    fn clashing_prefixes_are_refused() {
+        let err =
+            RouteTable::build(1, [svc(r#"{"name":"a","prefix":"/x"}"#), svc(r#"{"name":"b","prefix":"/x/"}"#)], None)
+                .expect_err("clash");
+        assert_eq!(err.field, "prefix");
+    }
+
+    #[test]
+    fn rebuilt_tables_keep_unchanged_endpoint_state() {
+        let t1 = table();
+        let ep = Arc::clone(&t1.get("users").expect("users").pool.endpoints()[0]);
+        ep.set_healthy(false);
+        let t2 = RouteTable::build(2, t1.routes().map(|r| Arc::clone(&r.spec)), Some(&t1)).expect("ok");
+        assert!(Arc::ptr_eq(&ep, &t2.get("users").expect("users").pool.endpoints()[0]));
+    }
+}

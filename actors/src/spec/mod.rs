@@ -1,0 +1,19 @@
+//! The shared vocabulary of the gateway: the serde shapes of every configurable thing
+//! (services, policies, cache, auth, redis). The config file and the admin API use the
+//! same types, so a service reads the same in TOML and in JSON.
+//!
+//! Leaf values parse strictly when deserialized (durations, sizes, URLs, balancer names);
+//! cross-field rules run in `validate()` and report the field path that is wrong.
+
+mod error;
+mod policy;
+mod service;
+mod upstream;
+
+pub use error::FieldError;
+pub use policy::{Algorithm, FailureMode, KeyPart, KeySpec, PolicySpec};
+pub use service::{
+    AuthMode, BalancerKind, CacheScope, CacheSpec, CircuitBreakerSpec, HashKey, HealthCheckSpec, QueueMatch, QueueMode,
+    QueueSpec, RateLimitRef, RateSpec, ServiceName, ServiceSpec,
+};
+pub use upstream::{EndpointSpec, Scheme, UpstreamUrl};

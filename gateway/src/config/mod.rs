@@ -1,0 +1,706 @@
+//! The typed configuration (SPEC §3): read from TOML, overridden by `GATEWAY__A__B`
+//! environment variables, secrets resolved, then validated across fields. Every error
+//! names the field and, when it comes from the file, the line.
+
+mod locate;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use actors::spec::{AuthMode, FieldError, PolicySpec, ServiceSpec};
+use actors::units::{ByteSize, HumanDuration};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use secret::Secret;
+
+/// A config file that cannot be used. `field` is empty for syntax errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the field (`services[0].endpoints[1]`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.field.is_empty(), self.line) {
+            (true, Some(l)) => write!(f, "line {l}: {}", self.message),
+            (true, None) => f.write_str(&self.message),
+            (false, Some(l)) => write!(f, "{}: {} (line {l})", self.field, self.message),
+            (false, None) => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// Shared state; absent = memory mode.
+    pub redis: Option<RedisConfig>,
+    /// Admin API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Rate-limit policies and tiers.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Response cache sizing.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Services upserted into the registry at start.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node id; default `hostname-pid`.
+    pub id: Option<String>,
+    /// Main (proxy) listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Admin listener.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// actix-web workers; 0 = number of cores.
+    #[serde(default)]
+    pub workers: usize,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs or single addresses).
+    #[serde(default, deserialize_with = "nets")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest accepted request body.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// Time a client has to send its whole request (head and body).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Largest accepted header block (all headers together).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Most headers accepted on one request.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// How long in-flight requests may run after SIGTERM.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: HumanDuration,
+    /// Idle keep-alive time for client connections.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: HumanDuration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            listen: default_listen(),
+            admin_listen: default_admin_listen(),
+            workers: 0,
+            trusted_proxies: Vec::new(),
+            max_body: default_max_body(),
+            request_timeout: default_request_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            shutdown_grace: default_grace(),
+            keep_alive: default_keep_alive(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+fn default_max_body() -> ByteSize {
+    ByteSize::mib(10)
+}
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+fn default_max_header_bytes() -> ByteSize {
+    ByteSize::kib(32)
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_grace() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+fn default_keep_alive() -> HumanDuration {
+    HumanDuration::secs(75)
+}
+
+/// Redis topology.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    /// One server (or a proxy in front of one).
+    #[default]
+    Standalone,
+    /// Sentinel-managed primary.
+    Sentinel,
+    /// Redis Cluster.
+    Cluster,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL (may carry `user:pass@`).
+    #[serde(default = "default_redis_url")]
+    pub url: Secret,
+    /// Topology.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// Sentinel addresses (`mode = "sentinel"`).
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// Sentinel master name.
+    #[serde(default = "default_master_name")]
+    pub master_name: String,
+    /// Cluster seed nodes (`mode = "cluster"`), as `redis://host:port`.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Connections in the command pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Bound on every request-path command.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: HumanDuration,
+    /// Prefix of every key.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// CA bundle for `rediss://`.
+    pub tls_ca_file: Option<String>,
+    /// Client certificate for mutual TLS.
+    pub tls_cert_file: Option<String>,
+    /// Client key for mutual TLS.
+    pub tls_key_file: Option<String>,
+}
+
+fn default_redis_url() -> Secret {
+    Secret::new("redis://127.0.0.1:6379/0")
+}
+fn default_master_name() -> String {
+    "mymaster".into()
+}
+fn default_pool_size() -> usize {
+    16
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::millis(500)
+}
+fn default_command_timeout() -> HumanDuration {
+    HumanDuration::millis(250)
+}
+fn default_key_prefix() -> String {
+    "gw:".into()
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for the admin API; required unless `admin_listen` is loopback.
+    pub token: Option<Secret>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// JWT verification.
+    pub jwt: Option<JwtConfig>,
+    /// API keys.
+    #[serde(default)]
+    pub api_key: ApiKeyConfig,
+}
+
+/// `[auth.jwt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values, when set.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp` / `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway: HumanDuration,
+    /// Claim holding the rate-limit tier.
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Verification keys (several = rotation), matched by `kid`.
+    #[serde(default)]
+    pub keys: Vec<JwtKeyConfig>,
+    /// Optional JWKS endpoint refreshed in the background.
+    pub jwks_url: Option<String>,
+    /// JWKS refresh period.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["HS256", "RS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+fn default_leeway() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+fn default_role_claim() -> String {
+    "role".into()
+}
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration::secs(300)
+}
+
+fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("invalid address or CIDR {s:?}")))
+        })
+        .collect()
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// `[[auth.jwt.keys]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// Key id (`kid` header); optional when one key fits the algorithm family.
+    pub kid: Option<String>,
+    /// HMAC secret (HS*).
+    pub secret: Option<Secret>,
+    /// PEM public key (RS*, PS*, ES*, EdDSA).
+    pub public_key_pem: Option<Secret>,
+}
+
+/// `[auth.api_key]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Header carrying the key.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+}
+
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        Self { header: default_api_key_header() }
+    }
+}
+
+fn default_api_key_header() -> String {
+    "X-API-Key".into()
+}
+
+/// `[rate_limit]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Named policies.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicySpec>,
+    /// Tier (role claim / consumer tier) → policy name.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, String>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// L1 (per node) capacity.
+    #[serde(default = "default_l1_capacity")]
+    pub l1_capacity: ByteSize,
+    /// L1 entry lifetime.
+    #[serde(default = "default_l1_ttl")]
+    pub l1_ttl: HumanDuration,
+    /// Upper bound on any entry's lifetime.
+    #[serde(default = "default_cache_ttl")]
+    pub default_ttl: HumanDuration,
+    /// Largest cacheable body.
+    #[serde(default = "default_max_object")]
+    pub max_object: ByteSize,
+    /// Bodies above this are stored compressed.
+    #[serde(default = "default_compress_above")]
+    pub compress_above: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            l1_capacity: default_l1_capacity(),
+            l1_ttl: default_l1_ttl(),
+            default_ttl: default_cache_ttl(),
+            max_object: default_max_object(),
+            compress_above: default_compress_above(),
+        }
+    }
+}
+
+fn default_l1_capacity() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_l1_ttl() -> HumanDuration {
+    HumanDuration::secs(1)
+}
+fn default_cache_ttl() -> HumanDuration {
+    HumanDuration::secs(1800)
+}
+fn default_max_object() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_compress_above() -> ByteSize {
+    ByteSize::kib(4)
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Format.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Filter (`info`, `gateway=debug,info`); `RUST_LOG` wins when set.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// One line per proxied request.
+    #[serde(default = "yes")]
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Json, level: default_level(), access_log: true }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads, overrides from the process environment, and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            field: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+            line: None,
+        })?;
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses `text` with the given environment (`GATEWAY__*` variables apply).
+    pub fn from_toml(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
+            field: String::new(),
+            message: e.message().to_string(),
+            line: e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)),
+        })?;
+        let overridden = apply_env(&mut doc, env)?;
+        let at = |field: String, message: String| {
+            let line = if overridden.iter().any(|o| field.starts_with(o.as_str())) {
+                None
+            } else {
+                locate::line_of(text, &field)
+            };
+            ConfigError { field, message, line }
+        };
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+            let mut field = e.path().to_string();
+            let message = e.inner().message().to_string();
+            if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+                && !field.ends_with(unknown)
+            {
+                field =
+                    if field == "." || field.is_empty() { unknown.to_string() } else { format!("{field}.{unknown}") };
+            }
+            at(field, message)
+        })?;
+        config.validate().map_err(|e| at(e.field, e.message))
+    }
+
+    /// Cross-field rules; normalizes services (default prefixes).
+    fn validate(mut self) -> Result<Self, FieldError> {
+        let n = &self.node;
+        if n.workers > 1024 {
+            return Err(FieldError::new("node.workers", "must be between 0 and 1024"));
+        }
+        if n.max_body.bytes() == 0 {
+            return Err(FieldError::new("node.max_body", "must be greater than 0"));
+        }
+        if n.max_header_bytes.bytes() < 1024 {
+            return Err(FieldError::new("node.max_header_bytes", "must be at least 1KiB"));
+        }
+        if !(1..=1000).contains(&n.max_headers) {
+            return Err(FieldError::new("node.max_headers", "must be between 1 and 1000"));
+        }
+        if n.request_timeout.0.is_zero() {
+            return Err(FieldError::new("node.request_timeout", "must be greater than 0"));
+        }
+        if let Some(id) = &n.id
+            && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+        {
+            return Err(FieldError::new("node.id", "use 1-64 characters of A-Z a-z 0-9 . _ -"));
+        }
+        if n.listen == n.admin_listen {
+            return Err(FieldError::new("node.admin_listen", "must differ from node.listen"));
+        }
+        if self.admin.token.is_none() && !n.admin_listen.ip().is_loopback() {
+            return Err(FieldError::new(
+                "admin.token",
+                format!("required because node.admin_listen {} is not a loopback address", n.admin_listen),
+            ));
+        }
+        if let Some(r) = &self.redis {
+            validate_redis(r)?;
+        }
+        for (name, p) in &self.rate_limit.policies {
+            let field = |f: &str| format!("rate_limit.policies.{name}.{f}");
+            if p.limit == 0 {
+                return Err(FieldError::new(field("limit"), "must be at least 1"));
+            }
+            if p.window.0.as_millis() == 0 {
+                return Err(FieldError::new(field("window"), "must be at least 1ms"));
+            }
+        }
+        for (tier, policy) in &self.rate_limit.tiers {
+            if !self.rate_limit.policies.contains_key(policy) {
+                return Err(FieldError::new(format!("rate_limit.tiers.{tier}"), format!("unknown policy {policy:?}")));
+            }
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            validate_jwt(jwt)?;
+        }
+        let services = std::mem::take(&mut self.services);
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in services.into_iter().enumerate() {
+            let at = format!("services[{i}]");
+            let s = s.validate().map_err(|e| e.within(&at))?;
+            if !seen.insert(s.name.clone()) {
+                return Err(FieldError::new(
+                    format!("{at}.name"),
+                    format!("duplicate service name {:?}", s.name.as_str()),
+                ));
+            }
+            for (j, p) in s.rate_limit.0.iter().enumerate() {
+                if !self.rate_limit.policies.contains_key(p) {
+                    let f = if s.rate_limit.0.len() == 1 {
+                        format!("{at}.rate_limit")
+                    } else {
+                        format!("{at}.rate_limit[{j}]")
+                    };
+                    return Err(FieldError::new(f, format!("unknown policy {p:?}; define [rate_limit.policies.{p}]")));
+                }
+            }
+            if matches!(s.auth, AuthMode::Jwt | AuthMode::Any) && self.auth.jwt.is_none() {
+                return Err(FieldError::new(format!("{at}.auth"), "needs an [auth.jwt] section"));
+            }
+            self.services.push(s);
+        }
+        let specs = self.services.iter().cloned().map(std::sync::Arc::new);
+        if let Err(e) = actors::registry::RouteTable::build(0, specs, None) {
+            let clash = self.services.iter().rposition(|s| e.message.contains(&format!("{:?}", s.name.as_str())));
+            return Err(e.within(&format!("services[{}]", clash.unwrap_or(0))));
+        }
+        Ok(self)
+    }
+
+    /// The node id: configured, or `hostname-pid`.
+    pub fn node_id(&self) -> String {
+        self.node.id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "gateway".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+fn validate_redis(r: &RedisConfig) -> Result<(), FieldError> {
+    let url = r.url.expose();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+        return Err(FieldError::new("redis.url", "must start with redis:// or rediss://"));
+    }
+    match r.mode {
+        RedisMode::Sentinel if r.sentinels.is_empty() => {
+            return Err(FieldError::new("redis.sentinels", "mode = \"sentinel\" needs at least one sentinel address"));
+        }
+        RedisMode::Cluster => {
+            if let Some(i) = r.nodes.iter().position(|n| !n.starts_with("redis://") && !n.starts_with("rediss://")) {
+                return Err(FieldError::new(format!("redis.nodes[{i}]"), "must be a redis://host:port URL"));
+            }
+        }
+        _ => {}
+    }
+    if !(1..=1024).contains(&r.pool_size) {
+        return Err(FieldError::new("redis.pool_size", "must be between 1 and 1024"));
+    }
+    if r.command_timeout.0.is_zero() {
+        return Err(FieldError::new("redis.command_timeout", "must be greater than 0"));
+    }
+    if r.connect_timeout.0.is_zero() {
+        return Err(FieldError::new("redis.connect_timeout", "must be greater than 0"));
+    }
+    if r.key_prefix.contains(['{', '}', ' ']) {
+        return Err(FieldError::new("redis.key_prefix", "must not contain braces or spaces"));
+    }
+    Ok(())
+}
+
+const JWT_ALGORITHMS: [&str; 12] =
+    ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+fn validate_jwt(jwt: &JwtConfig) -> Result<(), FieldError> {
+    if jwt.algorithms.is_empty() {
+        return Err(FieldError::new("auth.jwt.algorithms", "must list at least one algorithm"));
+    }
+    for (i, a) in jwt.algorithms.iter().enumerate() {
+        if !JWT_ALGORITHMS.contains(&a.as_str()) {
+            return Err(FieldError::new(
+                format!("auth.jwt.algorithms[{i}]"),
+                format!(
+                    "unsupported algorithm {a:?} (\"none\" is never accepted); use one of {}",
+                    JWT_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+    }
+    if jwt.keys.is_empty() && jwt.jwks_url.is_none() {
+        return Err(FieldError::new("auth.jwt.keys", "give at least one key or a jwks_url"));
+    }
+    let mut kids = std::collections::HashSet::new();
+    for (i, k) in jwt.keys.iter().enumerate() {
+        let at = format!("auth.jwt.keys[{i}]");
+        match (&k.secret, &k.public_key_pem) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err(FieldError::new(at, "give exactly one of secret or public_key_pem")),
+        }
+        if let Some(kid) = &k.kid
+            && !kids.insert(kid.clone())
+        {
+            return Err(FieldError::new(format!("{at}.kid"), format!("duplicate kid {kid:?}")));
+        }
+    }
+    if let Some(u) = &jwt.jwks_url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(FieldError::new("auth.jwt.jwks_url", "must be an http(s) URL"));
+    }
+    Ok(())
+}
+
+/// Applies `GATEWAY__A__B=value` overrides; returns the overridden field paths.
+fn apply_env(doc: &mut toml::Table, env: impl Iterator<Item = (String, String)>) -> Result<Vec<String>, ConfigError> {
+    let mut applied = Vec::new();
+    let mut vars: Vec<_> = env.filter(|(k, _)| k.starts_with("GATEWAY__")).collect();
+    vars.sort();
+    for (key, raw) in vars {
+        let segs: Vec<String> = key["GATEWAY__".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let field = segs.iter().fold(String::new(), |acc, s| {
+            if s.bytes().all(|b| b.is_ascii_digit()) {
+                format!("{acc}[{s}]")
+            } else if acc.is_empty() {
+                s.clone()
+            } else {
+                format!("{acc}.{s}")
+            }
+        });
+        let bad = |m: &str| ConfigError {
+            field: field.clone(),
+            message: format!("{m} (from environment variable {key})"),
+            line: None,
+        };
+        if segs.iter().any(String::is_empty) {
+            return Err(bad("empty path segment"));
+        }
+        let value = parse_env_value(&raw);
+        let mut slot: &mut toml::Value =
+            doc.entry(segs[0].clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        for seg in &segs[1..] {
+            slot = match slot {
+                toml::Value::Table(t) => t.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())),
+                toml::Value::Array(a) => {
+                    let i: usize = seg.parse().map_err(|_| bad("expected an array index"))?;
+                    a.get_mut(i).ok_or_else(|| bad("array index out of range"))?
+                }
+                _ => return Err(bad("cannot override inside a plain value")),
+            };
+        }
+        *slot = value;
+        applied.push(field);
+    }
+    Ok(applied)
+}
+
+/// An env value is TOML when it parses as a TOML value (number, bool, array, inline
+/// table, quoted string); anything else is taken as a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! `GatewayError`: every error the gateway itself answers with, and the single place
+//! that chooses its status and code. `Rejected` renders it as the JSON of SPEC §4.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::names;
+
+/// An error the gateway answers itself.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No service matches the path/host.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// The request body is larger than `node.max_body`.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    /// Too many headers or too many header bytes.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The client did not send the request within `node.request_timeout`.
+    #[error("the request was not received within {0:?}")]
+    RequestTimeout(Duration),
+    /// Malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Every endpoint is unhealthy, drained or behind an open breaker.
+    #[error("no healthy upstream for service {service}")]
+    NoHealthyUpstream {
+        /// Service name.
+        service: String,
+        /// Seconds the client should wait.
+        retry_after: u64,
+    },
+    /// The upstream could not be reached.
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    /// The upstream did not answer within the service timeout.
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+}
+
+impl GatewayError {
+    /// Status and machine-readable code, chosen together.
+    pub fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NoHealthyUpstream { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream"),
+            Self::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
+            Self::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        }
+    }
+
+    /// `Retry-After` seconds, for errors that carry one.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::NoHealthyUpstream { retry_after, .. } => Some((*retry_after).max(1)),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection should be closed after answering (the request body may be
+    /// partly unread, so the connection cannot be reused safely).
+    fn closes_connection(&self) -> bool {
+        matches!(self, Self::PayloadTooLarge(_) | Self::RequestTimeout(_) | Self::HeadersTooLarge(_))
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+    request_id: &'a str,
+}
+
+/// A gateway error with the request id it answers.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Rejected {
+    /// The request id (echoed in the body and the header).
+    pub request_id: HeaderValue,
+    /// What went wrong.
+    pub error: GatewayError,
+}
+
+impl Rejected {
+    /// The JSON error response.
+    pub fn to_response(&self) -> HttpResponse {
+        let (status, code) = self.error.parts();
+        json_error(
+            status,
+            code,
+            self.error.to_string(),
+            &self.request_id,
+            self.error.retry_after(),
+            self.error.closes_connection(),
+        )
+    }
+}
+
+impl ResponseError for Rejected {
+    fn status_code(&self) -> StatusCode {
+        self.error.parts().0
+    }
+    fn error_response(&self) -> HttpResponse {
+        self.to_response()
+    }
+}
+
+/// Builds `{"error","message","request_id"}` with `X-Request-Id` (and `Retry-After`).
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    request_id: &HeaderValue,
+    retry_after: Option<u64>,
+    close: bool,
+) -> HttpResponse {
+    let body = Body { error: code, message, request_id: request_id.to_str().unwrap_or_default() };
+    let mut res = HttpResponse::build(status);
+    res.insert_header((names::X_REQUEST_ID.clone(), request_id.clone()));
+    res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    if let Some(secs) = retry_after {
+        res.insert_header((header::RETRY_AFTER, secs));
+    }
+    if close {
+        res.force_close();
+    }
+    res.json(body)
+}

@@ -1,0 +1,14 @@
+//! The gateway node: configuration, the HTTP front and request pipeline, the proxy,
+//! the admin listener, and telemetry. The binary (`main.rs`) is a thin CLI over this.
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod health;
+pub mod names;
+pub mod pipeline;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;

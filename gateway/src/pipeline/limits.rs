@@ -1,0 +1,206 @@
+//! Request limits: header count and bytes (431), body size (413) and the time a client
+//! has to send its body (408). Bodies are counted while they stream, never buffered
+//! whole; a limit hit mid-stream is recorded in a `BodyFault` the proxy turns into the
+//! right error.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::GatewayError;
+
+/// The node's request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body.
+    pub max_body: u64,
+    /// Largest header block.
+    pub max_header_bytes: usize,
+    /// Most headers.
+    pub max_headers: usize,
+    /// Time to receive the whole request.
+    pub request_timeout: Duration,
+}
+
+/// Refuses requests whose headers exceed the limits.
+pub fn check_headers(req: &HttpRequest, limits: &Limits) -> Result<(), GatewayError> {
+    let headers = req.headers();
+    if headers.len() > limits.max_headers {
+        return Err(GatewayError::HeadersTooLarge(format!(
+            "{} headers sent; at most {} are accepted",
+            headers.len(),
+            limits.max_headers
+        )));
+    }
+    let bytes: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if bytes > limits.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge(format!(
+            "{bytes} bytes of headers sent; at most {} are accepted",
+            limits.max_header_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// What the request says about its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all.
+    Empty,
+    /// `Content-Length: n` (n > 0).
+    Sized(u64),
+    /// Chunked: length unknown until the end.
+    Chunked,
+}
+
+/// Classifies the body, refusing a declared length above `max_body` at once.
+pub fn body_kind(req: &HttpRequest, limits: &Limits) -> Result<BodyKind, GatewayError> {
+    let h = req.headers();
+    if h.get(header::TRANSFER_ENCODING).is_some() {
+        return Ok(BodyKind::Chunked);
+    }
+    match h.get(header::CONTENT_LENGTH) {
+        None => Ok(BodyKind::Empty),
+        Some(v) => {
+            let n: u64 = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| GatewayError::BadRequest("invalid Content-Length".into()))?;
+            if n > limits.max_body {
+                Err(GatewayError::PayloadTooLarge(limits.max_body))
+            } else if n == 0 {
+                Ok(BodyKind::Empty)
+            } else {
+                Ok(BodyKind::Sized(n))
+            }
+        }
+    }
+}
+
+/// Why a body stream was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// More than `max_body` bytes.
+    TooLarge,
+    /// Not complete before the request deadline.
+    TooSlow,
+}
+
+impl BodyFault {
+    /// The error answered for it.
+    pub fn into_error(self, limits: &Limits) -> GatewayError {
+        match self {
+            Self::TooLarge => GatewayError::PayloadTooLarge(limits.max_body),
+            Self::TooSlow => GatewayError::RequestTimeout(limits.request_timeout),
+        }
+    }
+}
+
+/// Shared slot where a `LimitedBody` records a fault (single worker thread: `Rc<Cell>`).
+pub type FaultSlot = Rc<Cell<Option<BodyFault>>>;
+
+/// A request body stream with a byte limit and a deadline.
+pub struct LimitedBody<S> {
+    inner: S,
+    left: u64,
+    deadline: Pin<Box<Sleep>>,
+    fault: FaultSlot,
+}
+
+impl<S> LimitedBody<S> {
+    /// Wraps `inner`: at most `max` bytes, complete before `deadline`.
+    pub fn new(inner: S, max: u64, deadline: Instant, fault: FaultSlot) -> Self {
+        Self { inner, left: max, deadline: Box::pin(tokio::time::sleep_until(deadline)), fault }
+    }
+}
+
+impl<S> Stream for LimitedBody<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let n = chunk.len() as u64;
+                if n > this.left {
+                    this.fault.set(Some(BodyFault::TooLarge));
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                this.left -= n;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    this.fault.set(Some(BodyFault::TooSlow));
+                    return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request body not received in time",
+                    )))));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn limits() -> Limits {
+        Limits { max_body: 10, max_header_bytes: 200, max_headers: 3, request_timeout: Duration::from_secs(1) }
+    }
+
+    #[test]
+    fn header_limits_count_headers_and_bytes() {
+        let ok = TestRequest::default().insert_header(("a", "1")).to_http_request();
+        assert!(check_headers(&ok, &limits()).is_ok());
+        let many = TestRequest::default()
+            .insert_header(("a", "1"))
+            .insert_header(("b", "1"))
+            .insert_header(("c", "1"))
+            .insert_header(("d", "1"))
+            .to_http_request();
+        assert!(matches!(check_headers(&many, &limits()), Err(GatewayError::HeadersTooLarge(_))));
+        let big = TestRequest::default().insert_header(("a", "x".repeat(300))).to_http_request();
+        assert!(matches!(check_headers(&big, &limits()), Err(GatewayError::HeadersTooLarge(_))));
+    }
+
+    #[test]
+    fn declared_bodies_over_the_limit_are_refused_up_front() {
+        let req = TestRequest::default().insert_header(("content-length", "11")).to_http_request();
+        assert!(matches!(body_kind(&req, &limits()), Err(GatewayError::PayloadTooLarge(10))));
+        let req = TestRequest::default().insert_header(("content-length", "10")).to_http_request();
+        assert_eq!(body_kind(&req, &limits()).ok(), Some(BodyKind::Sized(10)));
+        let req = TestRequest::default().insert_header(("content-length", "x")).to_http_request();
+        assert!(matches!(body_kind(&req, &limits()), Err(GatewayError::BadRequest(_))));
+    }
+
+    #[actix_rt::test]
+    async fn streamed_bodies_are_cut_at_the_limit() {
+        use futures_util::StreamExt;
+        let chunks =
+            futures_util::stream::iter(vec![Ok(Bytes::from_static(b"123456")), Ok(Bytes::from_static(b"789012"))]);
+        let fault = FaultSlot::default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut body = LimitedBody::new(chunks, 10, deadline, fault.clone());
+        assert!(matches!(body.next().await, Some(Ok(_))));
+        assert!(matches!(body.next().await, Some(Err(PayloadError::Overflow))));
+        assert_eq!(fault.get(), Some(BodyFault::TooLarge));
+    }
+}

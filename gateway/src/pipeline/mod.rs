@@ -1,0 +1,154 @@
+//! The request pipeline of SPEC §4, top to bottom. Each step returns
+//! `Result<_, GatewayError>`; the entry point turns errors into JSON and records the
+//! outcome (metrics, access log) once.
+//!
+//! Steps that need later actors plug in between routing and the balancer, in this
+//! order: auth, rate limit, queue, cache.
+
+pub mod forwarded;
+pub mod limits;
+mod normalize;
+mod observe;
+pub mod request_id;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actors::registry::{Route, RoutesView};
+use actors::spec::HashKey;
+use ipnet::IpNet;
+
+use crate::error::{GatewayError, Rejected};
+use crate::names;
+use crate::proxy::{self, Forward, Outcome};
+use forwarded::ClientAddr;
+use limits::Limits;
+
+/// Shared, read-only request-path context (one per node, shared by all workers).
+pub struct Pipeline {
+    /// This node's id.
+    pub node_id: Arc<str>,
+    /// `X-Gateway-Node` value.
+    pub node_header: HeaderValue,
+    /// `Via` value (`1.1 <node>`).
+    pub via: HeaderValue,
+    /// Current route table.
+    pub routes: RoutesView,
+    /// Request limits.
+    pub limits: Limits,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Write one access-log line per request.
+    pub access_log: bool,
+}
+
+impl Pipeline {
+    /// Builds the context for node `node_id`.
+    pub fn new(
+        node_id: &str,
+        routes: RoutesView,
+        limits: Limits,
+        trusted_proxies: Vec<IpNet>,
+        access_log: bool,
+    ) -> Self {
+        let node_header = HeaderValue::from_str(node_id).unwrap_or_else(|_| HeaderValue::from_static("gateway"));
+        let via = HeaderValue::from_str(&format!("1.1 {node_id}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 gateway"));
+        Self { node_id: node_id.into(), node_header, via, routes, limits, trusted_proxies, access_log }
+    }
+}
+
+/// What one request did, for metrics and the access log.
+#[derive(Default)]
+pub struct Trace {
+    /// Matched service.
+    pub service: Option<Arc<str>>,
+    /// Upstream outcome.
+    pub upstream: Outcome,
+}
+
+/// actix-web handler for every proxied path.
+pub async fn entry(
+    req: HttpRequest,
+    payload: web::Payload,
+    cx: web::Data<Pipeline>,
+    client: web::Data<awc::Client>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = request_id::of(&req);
+    let mut trace = Trace::default();
+    let mut response = match run(&req, payload, &cx, &client, &request_id, started, &mut trace).await {
+        Ok(res) => res,
+        Err(error) => Rejected { request_id: request_id.clone(), error }.to_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(names::X_REQUEST_ID.clone(), request_id.clone());
+    if trace.service.is_some() {
+        headers.insert(names::X_GATEWAY_NODE.clone(), cx.node_header.clone());
+    }
+    observe::record(&cx, &req, &request_id, &trace, response.status(), started);
+    response
+}
+
+async fn run(
+    req: &HttpRequest,
+    payload: web::Payload,
+    cx: &Pipeline,
+    client: &awc::Client,
+    request_id: &HeaderValue,
+    started: Instant,
+    trace: &mut Trace,
+) -> Result<HttpResponse, GatewayError> {
+    limits::check_headers(req, &cx.limits)?;
+    let path = normalize::path(req.path());
+    let route = route(req, &path, &cx.routes)?;
+    trace.service = Some(Arc::clone(&route.name));
+    let body = limits::body_kind(req, &cx.limits)?;
+    let addr = forwarded::client_addr(req, &cx.trusted_proxies);
+    let hash_key = hash_key(req, &route, &addr);
+    let forward = Forward {
+        req,
+        route: &route,
+        upstream_path: route.upstream_path(&path),
+        addr: &addr,
+        request_id,
+        via: &cx.via,
+        hash_key: hash_key.as_deref(),
+        limits: &cx.limits,
+        started,
+    };
+    proxy::forward(forward, payload, body, client, &mut trace.upstream).await
+}
+
+/// Longest-prefix (then Host) match over the current route table.
+fn route(req: &HttpRequest, path: &str, routes: &RoutesView) -> Result<Arc<Route>, GatewayError> {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
+    routes.load().find(path, host).cloned().ok_or_else(|| GatewayError::RouteNotFound(path.to_string()))
+}
+
+/// The consistent-hash input for the route's balancer, if it hashes.
+fn hash_key(req: &HttpRequest, route: &Route, addr: &ClientAddr) -> Option<Vec<u8>> {
+    let actors::spec::BalancerKind::ConsistentHash(key) = route.pool.kind() else {
+        return None;
+    };
+    let ip = || addr.ip.map(|ip| ip.to_string().into_bytes());
+    match key {
+        HashKey::Ip => ip(),
+        // No verified consumer yet on this path: anonymous requests hash on the address.
+        HashKey::Consumer => ip(),
+        HashKey::Header(name) => req.headers().get(name.as_str()).map(|v| v.as_bytes().to_vec()),
+        HashKey::Cookie(name) => cookie(req, name).map(String::into_bytes),
+    }
+}
+
+fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}

@@ -1,0 +1,77 @@
+//! Recording a finished request: Prometheus metrics and the structured access log.
+
+use std::time::Instant;
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderValue;
+use actix_web::http::{Method, StatusCode};
+
+use super::{Pipeline, Trace};
+use crate::names;
+
+/// Label for requests that matched no service.
+const NO_SERVICE: &str = "none";
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+/// Status codes as static label strings (no allocation per request).
+fn status_label(s: StatusCode) -> &'static str {
+    static LABELS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| (0..1000).map(|c| c.to_string()).collect());
+    LABELS.get(usize::from(s.as_u16())).map(String::as_str).unwrap_or("other")
+}
+
+/// Records metrics and writes the access-log line for one request.
+pub fn record(
+    cx: &Pipeline,
+    req: &HttpRequest,
+    request_id: &HeaderValue,
+    trace: &Trace,
+    status: StatusCode,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    let service = trace.service.clone();
+    let service_label: metrics::SharedString = match &service {
+        Some(s) => metrics::SharedString::from(std::sync::Arc::clone(s)),
+        None => metrics::SharedString::const_str(NO_SERVICE),
+    };
+    let method = method_label(req.method());
+    metrics::counter!(names::M_REQUESTS, "service" => service_label.clone(), "method" => method, "status" => status_label(status))
+        .increment(1);
+    metrics::histogram!(names::M_REQUEST_DURATION, "service" => service_label.clone()).record(elapsed.as_secs_f64());
+    if let Some(up) = trace.upstream.upstream_time {
+        metrics::histogram!(names::M_UPSTREAM_DURATION, "service" => service_label).record(up.as_secs_f64());
+    }
+    if cx.access_log {
+        tracing::info!(
+            target: "access",
+            request_id = request_id.to_str().unwrap_or_default(),
+            node = &*cx.node_id,
+            service = service.as_deref().unwrap_or(NO_SERVICE),
+            consumer = tracing::field::Empty,
+            method,
+            path = req.path(),
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream = trace.upstream.endpoint.as_ref().map(|e| &*e.id),
+            upstream_ms = trace.upstream.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+            attempts = trace.upstream.attempts,
+            client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+            "request"
+        );
+    }
+}

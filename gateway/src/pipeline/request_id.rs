@@ -1,0 +1,45 @@
+//! Request ids: keep a valid incoming `X-Request-Id` (1–128 of `[A-Za-z0-9._:-]`),
+//! otherwise generate a UUIDv7.
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderValue;
+
+use crate::names;
+
+/// Whether an incoming id may be kept.
+pub fn is_valid(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(b))
+}
+
+/// The request's id: the client's when valid, else a fresh UUIDv7.
+pub fn of(req: &HttpRequest) -> HeaderValue {
+    if let Some(v) = req.headers().get(&names::X_REQUEST_ID)
+        && is_valid(v.as_bytes())
+    {
+        return v.clone();
+    }
+    generate()
+}
+
+/// A fresh UUIDv7 as a header value.
+pub fn generate() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let s = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_for_charset_and_length() {
+        assert!(is_valid(b"abc-123_x.y:z"));
+        assert!(!is_valid(b""));
+        assert!(!is_valid(b"has space"));
+        assert!(!is_valid(b"semi;colon"));
+        assert!(!is_valid(&[b'a'; 129]));
+        assert!(is_valid(&[b'a'; 128]));
+        assert!(is_valid(generate().as_bytes()));
+    }
+}

@@ -1,0 +1,365 @@
+//! Forwarding one request to an upstream endpoint with awc: pooled keep-alive
+//! connections, streaming bodies both ways, hop-by-hop headers removed, forwarding
+//! headers added, the service timeout applied, and retries of idempotent requests on
+//! connect errors only (each retry to the balancer's next pick).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actors::balancer::{Endpoint, InFlight};
+use actors::registry::Route;
+use awc::error::{ConnectError, SendRequestError};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+use crate::error::GatewayError;
+use crate::names;
+use crate::pipeline::forwarded::ClientAddr;
+use crate::pipeline::limits::{BodyKind, FaultSlot, LimitedBody, Limits};
+
+/// Idle time after which pooled upstream connections are dropped. Below Node's default
+/// `keepAliveTimeout` (5 s) so we never reuse a connection the upstream is closing.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+/// Bodies of idempotent requests up to this size are buffered so they can be retried.
+const REPLAY_MAX: u64 = 64 * 1024;
+
+/// Builds the per-worker upstream client.
+pub fn client() -> awc::Client {
+    let connector = awc::Connector::new()
+        .timeout(Duration::from_secs(5))
+        .conn_keep_alive(POOL_IDLE)
+        .conn_lifetime(Duration::from_secs(300))
+        .limit(0);
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .no_default_headers()
+        .timeout(Duration::from_secs(3600))
+        .finish()
+}
+
+/// Everything the proxy needs to know about one request.
+pub struct Forward<'a> {
+    /// The client request.
+    pub req: &'a HttpRequest,
+    /// The matched route.
+    pub route: &'a Route,
+    /// Path to request upstream (prefix stripped as configured, after normalization).
+    pub upstream_path: &'a str,
+    /// Client address and forwarding header values.
+    pub addr: &'a ClientAddr,
+    /// The request id.
+    pub request_id: &'a HeaderValue,
+    /// `Via` value of this node (`1.1 gw-1`).
+    pub via: &'a HeaderValue,
+    /// Consistent-hash input, when the balancer needs one.
+    pub hash_key: Option<&'a [u8]>,
+    /// Node limits (body size, request deadline).
+    pub limits: &'a Limits,
+    /// When the request arrived (the body deadline counts from here).
+    pub started: Instant,
+}
+
+/// What happened upstream, for metrics and the access log.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The endpoint that answered (or failed last).
+    pub endpoint: Option<Arc<Endpoint>>,
+    /// Time until the upstream's response head.
+    pub upstream_time: Option<Duration>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+enum Body {
+    Empty,
+    Buffered(Bytes),
+    Stream(LimitedBody<web::Payload>, Option<u64>),
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+/// Sends the request upstream and turns the answer into the client response.
+pub async fn forward(
+    fw: Forward<'_>,
+    payload: web::Payload,
+    kind: BodyKind,
+    client: &awc::Client,
+    outcome: &mut Outcome,
+) -> Result<HttpResponse, GatewayError> {
+    let method = fw.req.method();
+    let fault = FaultSlot::default();
+    let deadline = tokio::time::Instant::from_std(fw.started + fw.limits.request_timeout);
+    let limited = LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone());
+    let retries = if is_idempotent(method) { fw.route.spec.retries } else { 0 };
+    let mut body = match kind {
+        BodyKind::Empty => Body::Empty,
+        BodyKind::Sized(n) if retries > 0 && n <= REPLAY_MAX => {
+            Body::Buffered(read_all(limited, &fault, fw.limits).await?)
+        }
+        BodyKind::Sized(n) => Body::Stream(limited, Some(n)),
+        BodyKind::Chunked => Body::Stream(limited, None),
+    };
+    let attempts = match body {
+        Body::Stream(..) => 1,
+        _ => 1 + retries,
+    };
+    let headers = upstream_headers(&fw);
+    let timeout = fw.route.spec.timeout.get();
+    let mut tried: Vec<Arc<str>> = Vec::new();
+    for attempt in 1..=attempts {
+        let endpoint = fw
+            .route
+            .pool
+            .pick(fw.hash_key, &tried, |_| true)
+            .or_else(|| if tried.is_empty() { None } else { fw.route.pool.pick(fw.hash_key, &[], |_| true) })
+            .ok_or_else(|| GatewayError::NoHealthyUpstream { service: fw.route.name.to_string(), retry_after: 1 })?;
+        let in_flight = InFlight::start(Arc::clone(&endpoint));
+        outcome.endpoint = Some(Arc::clone(&endpoint));
+        outcome.attempts = attempt;
+
+        let mut creq = client.request(method.clone(), upstream_url(&fw, &endpoint)).timeout(timeout).no_decompress();
+        *creq.headers_mut() = headers.clone();
+        let sent_at = Instant::now();
+        let result = match std::mem::replace(&mut body, Body::Empty) {
+            // `None`, not `()`: no `Content-Length: 0` on requests that had no body.
+            Body::Empty => creq.send_body(actix_web::body::None::new()).await,
+            Body::Buffered(b) => {
+                body = Body::Buffered(b.clone());
+                creq.send_body(b).await
+            }
+            Body::Stream(s, Some(n)) => creq.send_body(SizedStream::new(n, s)).await,
+            Body::Stream(s, None) => creq.send_body(BodyStream::new(s)).await,
+        };
+        outcome.upstream_time = Some(sent_at.elapsed());
+        match result {
+            Ok(res) => return Ok(respond(res, in_flight, method, fw.via)),
+            Err(e) => {
+                if let Some(f) = fault.get() {
+                    return Err(f.into_error(fw.limits));
+                }
+                let retriable = matches!(e, SendRequestError::Connect(_));
+                let err = classify(e, timeout, &endpoint);
+                tracing::warn!(
+                    service = %fw.route.name, endpoint = %endpoint.id, attempt, error = %err,
+                    "upstream request failed"
+                );
+                if !retriable || attempt == attempts {
+                    return Err(err);
+                }
+                tried.push(Arc::clone(&endpoint.id));
+            }
+        }
+    }
+    Err(GatewayError::NoHealthyUpstream { service: fw.route.name.to_string(), retry_after: 1 })
+}
+
+async fn read_all(
+    mut body: LimitedBody<web::Payload>,
+    fault: &FaultSlot,
+    limits: &Limits,
+) -> Result<Bytes, GatewayError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => buf.extend_from_slice(&c),
+            Err(e) => {
+                return Err(match fault.get() {
+                    Some(f) => f.into_error(limits),
+                    None => GatewayError::BadRequest(format!("could not read the request body: {e}")),
+                });
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn classify(e: SendRequestError, timeout: Duration, ep: &Endpoint) -> GatewayError {
+    match e {
+        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+            GatewayError::UpstreamTimeout(timeout)
+        }
+        SendRequestError::Connect(c) => GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {c}", ep.id)),
+        other => GatewayError::UpstreamUnavailable(format!("{} failed: {other}", ep.id)),
+    }
+}
+
+fn upstream_url(fw: &Forward<'_>, ep: &Endpoint) -> String {
+    let query = fw.req.query_string();
+    let base = ep.url.base_path();
+    let path = if !base.is_empty() && fw.upstream_path == "/" { "" } else { fw.upstream_path };
+    let mut url = String::with_capacity(ep.origin.len() + base.len() + path.len() + query.len() + 2);
+    url.push_str(&ep.origin);
+    url.push_str(base);
+    url.push_str(path);
+    if url.len() == ep.origin.len() {
+        url.push('/');
+    }
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must not pass on.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == names::KEEP_ALIVE
+        || name == names::PROXY_CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+}
+
+/// Extra hop-by-hop names listed in the `Connection` header.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
+    let src = fw.req.headers();
+    let listed = connection_listed(src);
+    let mut out = HeaderMap::with_capacity(src.len() + 6);
+    for (name, value) in src.iter() {
+        let drop = is_hop_by_hop(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::EXPECT
+            || name == names::X_CONSUMER_ID
+            || name == names::X_CONSUMER_TIER
+            || name == names::X_FORWARDED_FOR
+            || name == names::X_FORWARDED_PROTO
+            || name == names::X_FORWARDED_HOST
+            || name == names::X_REAL_IP
+            || name == names::X_REQUEST_ID
+            || (name == names::FORWARDED && !fw.addr.peer_trusted)
+            || listed.contains(name);
+        if !drop {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let mut set = |name: &HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.insert(name.clone(), v);
+        }
+    };
+    set(&names::X_FORWARDED_FOR, &fw.addr.forwarded_for);
+    set(&names::X_FORWARDED_PROTO, &fw.addr.forwarded_proto);
+    if let Some(h) = &fw.addr.forwarded_host {
+        set(&names::X_FORWARDED_HOST, h);
+    }
+    if let Some(ip) = fw.addr.ip {
+        set(&names::X_REAL_IP, &ip.to_string());
+    }
+    out.insert(names::X_REQUEST_ID.clone(), fw.request_id.clone());
+    append_via(&mut out, src.get(header::VIA), fw.via);
+    out
+}
+
+fn append_via(out: &mut HeaderMap, existing: Option<&HeaderValue>, via: &HeaderValue) {
+    let value = match existing.and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", via.to_str().unwrap_or_default()))
+                .unwrap_or_else(|_| via.clone())
+        }
+        _ => via.clone(),
+    };
+    out.insert(header::VIA, value);
+}
+
+/// Keeps an endpoint counted as busy until the response body has been sent.
+struct Tracked<S> {
+    inner: S,
+    _in_flight: InFlight,
+}
+
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Tracked<S> {
+    type Item = Result<Bytes, PayloadError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+fn respond<S>(res: awc::ClientResponse<S>, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    let status = res.status();
+    let src = res.headers();
+    let listed = connection_listed(src);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let length =
+        src.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in src.iter() {
+        // Content-Length is re-derived from the body we send; a 304 keeps the upstream's.
+        if is_hop_by_hop(name)
+            || listed.contains(name)
+            || (name == header::CONTENT_LENGTH && status != StatusCode::NOT_MODIFIED)
+        {
+            continue;
+        }
+        builder.append_header((name.clone(), value.clone()));
+    }
+    let mut response = if no_body {
+        match length {
+            // HEAD: announce the length; the codec sends no body for HEAD.
+            Some(n) if *method == Method::HEAD => {
+                builder.body(SizedStream::new(n, futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
+            }
+            _ => builder.body(actix_web::body::None::new()),
+        }
+    } else {
+        let body = Tracked { inner: res, _in_flight: in_flight };
+        match length {
+            Some(n) => builder.body(SizedStream::new(n, body)),
+            None => builder.body(BodyStream::new(body)),
+        }
+    };
+    let headers = response.headers_mut();
+    let prev_via = headers.get(header::VIA).cloned();
+    append_via(headers, prev_via.as_ref(), via);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_recognised() {
+        assert!(is_hop_by_hop(&header::CONNECTION));
+        assert!(is_hop_by_hop(&header::TRANSFER_ENCODING));
+        assert!(is_hop_by_hop(&names::KEEP_ALIVE));
+        assert!(!is_hop_by_hop(&header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn connection_listed_names_are_collected() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret-Hop"));
+        let l = connection_listed(&h);
+        assert!(l.contains(&HeaderName::from_static("x-secret-hop")));
+    }
+}

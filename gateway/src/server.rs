@@ -1,0 +1,142 @@
+//! Starting a node: actors, the main (proxy) listener, the admin listener, and graceful
+//! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests up to
+//! `node.shutdown_grace`, exit 0).
+
+use std::sync::Arc;
+
+use actix::Actor;
+use actix_web::http::KeepAlive;
+use actix_web::{App, HttpServer, web};
+use actors::registry::{RoutesView, ServiceRegistry};
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::health::{self, HealthView, NodeHealth};
+use crate::pipeline::limits::Limits;
+use crate::pipeline::{self, Pipeline};
+use crate::{names, proxy, telemetry};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The initial service set is invalid (should have been caught by validation).
+    #[error("{0}")]
+    Registry(#[from] actors::registry::RegistryError),
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a node until it is told to stop; `on_ready` runs once both listeners are bound.
+/// Must be called inside an actix `System`.
+pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartError> {
+    let node_id = config.node_id();
+    let metrics = telemetry::init_metrics();
+
+    let routes = RoutesView::default();
+    ServiceRegistry::new(config.services.clone(), routes.clone())?.start();
+    metrics::gauge!(names::M_REGISTRY_VERSION).set(routes.load().version as f64);
+
+    let health = HealthView::new(NodeHealth::memory(Arc::from(node_id.as_str())));
+    let n = &config.node;
+    let limits = Limits {
+        max_body: n.max_body.bytes(),
+        max_header_bytes: n.max_header_bytes.as_usize(),
+        max_headers: n.max_headers,
+        request_timeout: n.request_timeout.get(),
+    };
+    let pipeline =
+        web::Data::new(Pipeline::new(&node_id, routes, limits, n.trusted_proxies.clone(), config.log.access_log));
+    let health_data = web::Data::new(health);
+    let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
+    let grace = n.shutdown_grace.get().as_secs().max(1);
+
+    let main = {
+        let pipeline = pipeline.clone();
+        let health = health_data.clone();
+        HttpServer::new(move || {
+            App::new()
+                .app_data(pipeline.clone())
+                .app_data(health.clone())
+                .app_data(web::Data::new(proxy::client()))
+                .route("/health", web::get().to(health::health))
+                .route("/ready", web::get().to(health::ready))
+                .default_service(web::to(pipeline::entry))
+        })
+        .workers(workers)
+        .client_request_timeout(n.request_timeout.get())
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .keep_alive(KeepAlive::Timeout(n.keep_alive.get()))
+        .backlog(4096)
+        .shutdown_timeout(grace)
+        .disable_signals()
+        .bind(n.listen)
+        .map_err(|source| StartError::Bind { addr: n.listen, source })?
+        .run()
+    };
+
+    let admin_state = web::Data::new(AdminState { token: config.admin.token.clone(), metrics });
+    let admin = {
+        let health = health_data.clone();
+        HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .app_data(health.clone())
+                .route("/health", web::get().to(health::health))
+                .route("/ready", web::get().to(health::ready))
+                .route("/metrics", web::get().to(admin::metrics))
+                .default_service(web::to(admin::fallback))
+        })
+        .workers(1)
+        .shutdown_timeout(grace)
+        .disable_signals()
+        .bind(n.admin_listen)
+        .map_err(|source| StartError::Bind { addr: n.admin_listen, source })?
+        .run()
+    };
+
+    tracing::info!(node = %node_id, listen = %n.listen, admin = %n.admin_listen, workers, "gateway node started");
+    on_ready();
+    let (main_handle, admin_handle) = (main.handle(), admin.handle());
+    actix_rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(grace_secs = grace, "shutting down: no new connections, finishing in-flight requests");
+        // Stop both listeners together; in-flight requests get up to `grace`.
+        futures_util::future::join(main_handle.stop(true), admin_handle.stop(true)).await;
+    });
+    let (a, b) = futures_util::future::join(main, admin).await;
+    a?;
+    b?;
+    tracing::info!(node = %node_id, "gateway node stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
