@@ -33,7 +33,7 @@ impl fmt::Display for ConfigError {
         match (self.field.is_empty(), self.line) {
             (true, Some(l)) => write!(f, "line {l}: {}", self.message),
             (true, None) => f.write_str(&self.message),
-            (false, Some(l)) => write!(f, "{}: {} (line {l})", self.field, self.message),
+            (false, Some(l)) => write!(f, "{} (line {l}): {}", self.field, self.message),
             (false, None) => write!(f, "{}: {}", self.field, self.message),
         }
     }
