@@ -1,11 +1,19 @@
 //! The gateway's actors and the vocabulary they share.
 //!
-//! Each actor owns one concern and its storage (memory today, Redis behind the same
+//! Each actor owns one concern and its storage (memory, or Redis behind the same
 //! messages). Read-mostly state is published as a lock-free snapshot (`snapshot::View`);
 //! this crate has no actix-web types.
 
 pub mod balancer;
+pub mod membership;
+pub mod redis;
 pub mod registry;
 pub mod snapshot;
 pub mod spec;
+pub mod status;
 pub mod units;
+
+/// Current time as RFC 3339 with milliseconds (UTC).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}

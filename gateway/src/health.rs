@@ -1,58 +1,49 @@
-//! `/health` (liveness plus Redis status and degraded actors) and `/ready`.
+//! `/health` (liveness plus Redis status and degraded actors) and `/ready` (registry
+//! loaded and Redis reachable, or memory mode), read from the lock-free `NodeStatus`.
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use actors::snapshot::View;
+use actors::status::NodeStatus;
 use serde::Serialize;
 
-/// Redis as this node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RedisStatus {
-    /// No Redis configured.
-    Memory,
-    /// Reachable.
-    Up,
-    /// Configured but unreachable.
-    Down,
-}
-
-/// The node's health, published by whoever observes a change.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeHealth {
-    /// `ok` or `degraded`.
-    pub status: &'static str,
+/// What `/health` and `/ready` report.
+#[derive(Clone)]
+pub struct Health {
     /// Node id.
     pub node: Arc<str>,
-    /// Redis status.
-    pub redis: RedisStatus,
-    /// Actors on their fallback.
-    pub degraded: Vec<&'static str>,
-    /// Whether the node can route (registry loaded, Redis reachable or memory mode).
-    #[serde(skip)]
-    pub ready: bool,
+    /// Status board.
+    pub status: NodeStatus,
 }
 
-impl NodeHealth {
-    /// A healthy, ready node in memory mode.
-    pub fn memory(node: Arc<str>) -> Self {
-        Self { status: "ok", node, redis: RedisStatus::Memory, degraded: Vec::new(), ready: true }
+#[derive(Serialize)]
+struct Body<'a> {
+    status: &'static str,
+    node: &'a str,
+    redis: &'static str,
+    degraded: Vec<&'static str>,
+}
+
+impl Health {
+    fn body(&self) -> Body<'_> {
+        let degraded = self.status.degraded();
+        Body {
+            status: if degraded.is_empty() { "ok" } else { "degraded" },
+            node: &self.node,
+            redis: self.status.redis_state().as_str(),
+            degraded,
+        }
     }
 }
 
-/// Shared health snapshot.
-pub type HealthView = View<NodeHealth>;
-
 /// `GET /health`: 200 while the node can serve.
-pub async fn health(view: web::Data<HealthView>) -> HttpResponse {
-    HttpResponse::Ok().json(&*view.load_full())
+pub async fn health(h: web::Data<Health>) -> HttpResponse {
+    HttpResponse::Ok().json(h.body())
 }
 
 /// `GET /ready`: 200 when ready, else 503, same body.
-pub async fn ready(view: web::Data<HealthView>) -> HttpResponse {
-    let h = view.load_full();
-    let status = if h.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    HttpResponse::build(status).json(&*h)
+pub async fn ready(h: web::Data<Health>) -> HttpResponse {
+    let status = if h.status.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    HttpResponse::build(status).json(h.body())
 }

@@ -88,7 +88,9 @@ fn run(prepared: Result<demo::Prepared, String>) -> ExitCode {
         let banner = prepared.banner();
         let on_ready = move || {
             if let Some(b) = banner {
-                println!("{b}");
+                use std::io::Write;
+                // A closed stdout must not take the node down.
+                let _ = writeln!(std::io::stdout().lock(), "{b}");
             }
         };
         server::run(prepared.config, on_ready).await.map_err(|e| e.to_string())?;

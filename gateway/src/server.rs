@@ -7,14 +7,18 @@ use std::sync::Arc;
 use actix::Actor;
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
-use actors::registry::{RoutesView, ServiceRegistry};
+use actors::membership::{Leave, Membership};
+use actors::redis::events::{event_stream, spawn_subscriber};
+use actors::redis::{Store, StoreConfig};
+use actors::registry::{Backend, RegistryStore, RoutesView, ServiceRegistry};
+use actors::status::NodeStatus;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::health::{self, HealthView, NodeHealth};
+use crate::health::{self, Health};
 use crate::pipeline::limits::Limits;
 use crate::pipeline::{self, Pipeline};
-use crate::{names, proxy, telemetry};
+use crate::{proxy, telemetry};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,9 @@ pub enum StartError {
     /// The initial service set is invalid (should have been caught by validation).
     #[error("{0}")]
     Registry(#[from] actors::registry::RegistryError),
+    /// The Redis settings cannot be used.
+    #[error("redis: {0}")]
+    Redis(String),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -39,13 +46,47 @@ pub enum StartError {
 /// Must be called inside an actix `System`.
 pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartError> {
     let node_id = config.node_id();
+    let node: Arc<str> = Arc::from(node_id.as_str());
     let metrics = telemetry::init_metrics();
 
-    let routes = RoutesView::default();
-    ServiceRegistry::new(config.services.clone(), routes.clone())?.start();
-    metrics::gauge!(names::M_REGISTRY_VERSION).set(routes.load().version as f64);
+    // Shared state: Redis when configured, memory otherwise.
+    let (status, store) = match &config.redis {
+        Some(r) => {
+            let status = NodeStatus::redis();
+            let store = Store::new(
+                StoreConfig {
+                    url: r.url.expose().to_string(),
+                    connect_timeout: r.connect_timeout.get(),
+                    command_timeout: r.command_timeout.get(),
+                    key_prefix: r.key_prefix.clone(),
+                },
+                status.clone(),
+            )
+            .map_err(|e| StartError::Redis(e.to_string()))?;
+            (status, Some(store))
+        }
+        None => (NodeStatus::memory(), None),
+    };
 
-    let health = HealthView::new(NodeHealth::memory(Arc::from(node_id.as_str())));
+    let routes = RoutesView::default();
+    let backend = match &store {
+        Some(s) => Backend::Redis(Box::new(RegistryStore::new(s.clone(), Arc::clone(&node)))),
+        None => Backend::Memory,
+    };
+    let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?.start();
+    let membership = Membership::new(&node_id, config.node.listen.to_string(), store.clone(), status.clone()).start();
+    let events = event_stream();
+    if let Some(store) = &store {
+        let store = store.clone();
+        let recipients = vec![registry.clone().recipient()];
+        let stream = events.clone();
+        actix_rt::spawn(async move {
+            store.connect_with_retry().await;
+            spawn_subscriber(store, recipients, stream);
+        });
+    }
+
+    let health = web::Data::new(Health { node: Arc::clone(&node), status: status.clone() });
     let n = &config.node;
     let limits = Limits {
         max_body: n.max_body.bytes(),
@@ -55,13 +96,12 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     };
     let pipeline =
         web::Data::new(Pipeline::new(&node_id, routes, limits, n.trusted_proxies.clone(), config.log.access_log));
-    let health_data = web::Data::new(health);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
 
     let main = {
         let pipeline = pipeline.clone();
-        let health = health_data.clone();
+        let health = health.clone();
         HttpServer::new(move || {
             App::new()
                 .app_data(pipeline.clone())
@@ -83,17 +123,23 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         .run()
     };
 
-    let admin_state = web::Data::new(AdminState { token: config.admin.token.clone(), metrics });
+    let admin_state = web::Data::new(AdminState {
+        token: config.admin.token.clone(),
+        metrics,
+        registry,
+        membership: membership.clone(),
+        policies: config.rate_limit.policies.keys().cloned().collect(),
+        jwt_configured: config.auth.jwt.is_some(),
+    });
     let admin = {
-        let health = health_data.clone();
+        let health = health.clone();
         HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())
                 .app_data(health.clone())
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
-                .route("/metrics", web::get().to(admin::metrics))
-                .default_service(web::to(admin::fallback))
+                .configure(admin::routes)
         })
         .workers(1)
         .shutdown_timeout(grace)
@@ -111,6 +157,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         tracing::info!(grace_secs = grace, "shutting down: no new connections, finishing in-flight requests");
         // Stop both listeners together; in-flight requests get up to `grace`.
         futures_util::future::join(main_handle.stop(true), admin_handle.stop(true)).await;
+        // Leave the membership last: until the listeners are drained we are still serving.
+        let _ = membership.send(Leave).await;
     });
     let (a, b) = futures_util::future::join(main, admin).await;
     a?;

@@ -114,6 +114,25 @@ impl RouteTable {
         Ok(table)
     }
 
+    /// Like `build`, but skips (and logs) services that clash or repeat a name, keeping
+    /// the first by name order. Used for state that storage already accepted.
+    pub fn build_lenient(
+        version: u64,
+        services: impl IntoIterator<Item = Arc<ServiceSpec>>,
+        previous: Option<&RouteTable>,
+    ) -> Self {
+        let mut accepted: Vec<Arc<ServiceSpec>> = Vec::new();
+        for spec in services {
+            let mut trial = accepted.clone();
+            trial.push(Arc::clone(&spec));
+            match Self::build(version, trial, None) {
+                Ok(_) => accepted.push(spec),
+                Err(e) => tracing::error!(service = %spec.name, error = %e, "service not routable"),
+            }
+        }
+        Self::build(version, accepted, previous).unwrap_or_default()
+    }
+
     /// Finds the route for a request path and host (host as sent; port and case ignored).
     pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<Route>> {
         let host = host.map(strip_port).unwrap_or("");

@@ -130,26 +130,30 @@ async fn demo_answers_its_own_printed_curl_line() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let lines = actix_rt::task::spawn_blocking(move || {
+    // Keep draining stdout for the node's whole life, as a terminal would.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut curls = Vec::new();
+        let mut sent = false;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line.starts_with("curl ") {
                 curls.push(line);
-            } else if line.starts_with("Stop with") {
-                break;
+            } else if line.starts_with("Stop with") && !sent {
+                let _ = tx.send(std::mem::take(&mut curls));
+                sent = true;
             }
         }
-        curls
-    })
-    .await
-    .unwrap();
+    });
+    let lines = actix_rt::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default())
+        .await
+        .unwrap();
     assert!(lines.len() >= 3, "{lines:?}");
     let first = &lines[0];
     let has_curl = Command::new("curl").arg("--version").output().is_ok();
     if has_curl {
-        let out = Command::new("sh").arg("-c").arg(first).output().unwrap();
+        let out = Command::new("sh").arg("-c").arg(format!("{first} -sS")).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-        assert!(text.starts_with("http/1.1 200"), "{first}: {text}");
+        assert!(text.starts_with("http/1.1 200"), "{first}: {text} {}", String::from_utf8_lossy(&out.stderr));
         assert!(text.contains("x-gateway-node: demo"), "{text}");
     } else {
         let url = first.split_whitespace().find(|w| w.starts_with("http://")).unwrap();

@@ -465,15 +465,8 @@ impl Config {
             ConfigError { field, message, line }
         };
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
-            let mut field = e.path().to_string();
             let message = e.inner().message().to_string();
-            if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
-                && !field.ends_with(unknown)
-            {
-                field =
-                    if field == "." || field.is_empty() { unknown.to_string() } else { format!("{field}.{unknown}") };
-            }
-            at(field, message)
+            at(error_field(&e.path().to_string(), &message), message)
         })?;
         config.validate().map_err(|e| at(e.field, e.message))
     }
@@ -648,6 +641,22 @@ fn validate_jwt(jwt: &JwtConfig) -> Result<(), FieldError> {
         return Err(FieldError::new("auth.jwt.jwks_url", "must be an http(s) URL"));
     }
     Ok(())
+}
+
+/// The field a deserialization error is about: serde's path, completed with the name of
+/// an unknown field when the path stops at its parent. Empty for the document root.
+pub fn error_field(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+        Some(unknown) if !path.ends_with(unknown) => {
+            if path.is_empty() {
+                unknown.to_string()
+            } else {
+                format!("{path}.{unknown}")
+            }
+        }
+        _ => path.to_string(),
+    }
 }
 
 /// Applies `GATEWAY__A__B=value` overrides; returns the overridden field paths.

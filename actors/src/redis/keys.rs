@@ -1,0 +1,92 @@
+//! Every Redis key and channel name, in one place. Keys that one script touches together
+//! share a hash tag (`{registry}`), so every script also runs on Redis Cluster.
+
+use std::sync::Arc;
+
+/// Builds keys under the configured prefix (default `gw:`).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: Arc<str>,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    /// The configured prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Pub/Sub channel carrying every cluster event (`gw:events`).
+    pub fn events_channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// Registry version counter (string, INCR).
+    pub fn registry_version(&self) -> String {
+        format!("{}{{registry}}:version", self.prefix)
+    }
+
+    /// Set of service names.
+    pub fn registry_services(&self) -> String {
+        format!("{}{{registry}}:services", self.prefix)
+    }
+
+    /// Prefix of the per-service hashes (`spec`, `source`, `updated_at`).
+    pub fn registry_service_prefix(&self) -> String {
+        format!("{}{{registry}}:service:", self.prefix)
+    }
+
+    /// One service's hash.
+    pub fn registry_service(&self, name: &str) -> String {
+        format!("{}{name}", self.registry_service_prefix())
+    }
+
+    /// Prefix of the per-service instance hashes (instance id → JSON).
+    pub fn registry_instances_prefix(&self) -> String {
+        format!("{}{{registry}}:instances:", self.prefix)
+    }
+
+    /// One service's instances hash.
+    pub fn registry_instances(&self, name: &str) -> String {
+        format!("{}{name}", self.registry_instances_prefix())
+    }
+
+    /// Capped list of recent registry events (newest first), for SSE resume.
+    pub fn registry_log(&self) -> String {
+        format!("{}{{registry}}:log", self.prefix)
+    }
+
+    /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).
+    pub fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// One node's description (JSON, expires with the node).
+    pub fn node(&self, id: &str) -> String {
+        format!("{}node:{id}", self.prefix)
+    }
+
+    /// Leader lease for cluster-wide chores.
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_keys_share_one_hash_tag() {
+        let k = Keys::new("gw:");
+        for key in [k.registry_version(), k.registry_services(), k.registry_service("a"), k.registry_log()] {
+            assert!(key.starts_with("gw:{registry}:"), "{key}");
+        }
+        assert_eq!(k.events_channel(), "gw:events");
+        assert_eq!(k.nodes(), "gw:nodes");
+    }
+}

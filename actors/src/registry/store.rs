@@ -1,0 +1,161 @@
+//! The registry's Redis storage: atomic writes (one script: change + version + log +
+//! publish), a consistent snapshot, and single-service reads.
+
+use std::sync::Arc;
+
+use redis::Value;
+
+use super::RegistryError;
+use crate::redis::{Store, StoreError, scripts};
+
+/// Length of the event log kept for SSE resume.
+pub const EVENT_LOG_LEN: usize = 1000;
+
+/// A registry write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Fails if the service exists.
+    Create,
+    /// Create or replace.
+    Upsert,
+    /// Fails if the service is missing.
+    Delete,
+}
+
+/// Where a service was defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The config file (re-written at start and after Redis lost its data).
+    Config,
+    /// The admin API.
+    Admin,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Result of a write that applied (or changed nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Changed; the registry is now at this version.
+    At(u64),
+    /// Identical upsert: nothing changed; current version.
+    Unchanged(u64),
+}
+
+/// Registry operations over Redis.
+#[derive(Clone)]
+pub struct RegistryStore {
+    store: Store,
+    node: Arc<str>,
+}
+
+/// A stored service: name and spec JSON.
+pub type StoredService = (String, String);
+
+impl RegistryStore {
+    /// Registry storage on `store`, writing events as node `node`.
+    pub fn new(store: Store, node: Arc<str>) -> Self {
+        Self { store, node }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies one change atomically.
+    pub async fn write(&self, op: WriteOp, name: &str, spec: &str, source: Source) -> Result<Written, RegistryError> {
+        let k = self.store.keys();
+        let op_s = match op {
+            WriteOp::Create => "create",
+            WriteOp::Upsert => "upsert",
+            WriteOp::Delete => "delete",
+        };
+        let at = crate::now_rfc3339();
+        let keys = [
+            k.registry_version(),
+            k.registry_services(),
+            k.registry_service(name),
+            k.registry_log(),
+            k.registry_instances(name),
+        ];
+        let reply: (i64, Value) = self
+            .store
+            .script(
+                &scripts::REGISTRY_WRITE,
+                &keys,
+                &[&op_s, &name, &spec, &source.as_str(), &&*self.node, &k.events_channel(), &EVENT_LOG_LEN, &at],
+            )
+            .await
+            .map_err(RegistryError::Store)?;
+        match reply {
+            (-1, _) => Err(RegistryError::Exists(name.to_string())),
+            (-2, _) => Err(RegistryError::NotFound(name.to_string())),
+            (0, v) => Ok(Written::Unchanged(int(&v).unwrap_or(0))),
+            (v, _) => Ok(Written::At(v as u64)),
+        }
+    }
+
+    /// A consistent copy: `None` when Redis holds no registry at all (fresh or lost data).
+    pub async fn snapshot(&self) -> Result<Option<(u64, Vec<StoredService>)>, StoreError> {
+        let k = self.store.keys();
+        let reply: (Option<u64>, Vec<(String, String, Value)>) = self
+            .store
+            .script(
+                &scripts::REGISTRY_SNAPSHOT,
+                &[k.registry_version(), k.registry_services()],
+                &[&k.registry_service_prefix(), &k.registry_instances_prefix()],
+            )
+            .await?;
+        Ok(reply.0.map(|v| (v, reply.1.into_iter().map(|(n, s, _)| (n, s)).collect())))
+    }
+
+    /// One service (spec JSON, `None` when deleted) with the current version.
+    pub async fn get(&self, name: &str) -> Result<(u64, Option<String>), StoreError> {
+        let k = self.store.keys();
+        let reply: (Option<u64>, Option<String>, Value) = self
+            .store
+            .script(
+                &scripts::REGISTRY_GET,
+                &[k.registry_version(), k.registry_service(name), k.registry_instances(name)],
+                &[],
+            )
+            .await?;
+        Ok((reply.0.unwrap_or(0), reply.1))
+    }
+
+    /// The current version, `None` when Redis holds no registry.
+    pub async fn version(&self) -> Result<Option<u64>, StoreError> {
+        self.store.query(redis::cmd("GET").arg(self.store.keys().registry_version())).await
+    }
+
+    /// Recent events, oldest first, with a version above `after`.
+    pub async fn events_after(&self, after: u64) -> Result<Vec<String>, StoreError> {
+        let raw: Vec<String> =
+            self.store.query(redis::cmd("LRANGE").arg(self.store.keys().registry_log()).arg(0).arg(-1)).await?;
+        let mut out: Vec<(u64, String)> = raw
+            .into_iter()
+            .filter_map(|e| {
+                let v = serde_json::from_str::<serde_json::Value>(&e).ok()?.get("version")?.as_u64()?;
+                (v > after).then_some((v, e))
+            })
+            .collect();
+        out.sort_by_key(|(v, _)| *v);
+        Ok(out.into_iter().map(|(_, e)| e).collect())
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}

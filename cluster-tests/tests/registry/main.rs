@@ -1,0 +1,279 @@
+//! Black-box tests of the Redis-backed registry (SPEC §10–§11): three gateway processes
+//! sharing one redis-server, driven through the admin API.
+
+use std::time::Duration;
+
+use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client, eventually};
+use serde_json::{Value, json};
+
+fn node(redis: &TestRedis, id: &str, extra: &str) -> GatewayProcess {
+    GatewayProcess::start(&format!(
+        "[node]\nid = \"{id}\"\nworkers = 1\n[redis]\nurl = \"{}\"\n[rate_limit.policies.default]\nlimit = 10\nwindow = \"1m\"\n{extra}",
+        redis.url()
+    ))
+}
+
+fn cluster(redis: &TestRedis) -> Vec<GatewayProcess> {
+    ["gw-a", "gw-b", "gw-c"].iter().map(|id| node(redis, id, "")).collect()
+}
+
+async fn admin(method: &str, gw: &GatewayProcess, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = client();
+    let req = c.request(method.parse().unwrap(), gw.admin_url(path));
+    let mut res = match body {
+        Some(b) => req.send_json(&b).await.unwrap(),
+        None => req.send().await.unwrap(),
+    };
+    let status = res.status().as_u16();
+    let bytes = res.body().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn raw_admin(method: &str, gw: &GatewayProcess, path: &str, body: &'static str) -> (u16, Value) {
+    let mut res = client()
+        .request(method.parse().unwrap(), gw.admin_url(path))
+        .insert_header(("content-type", "application/json"))
+        .send_body(body)
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null))
+}
+
+/// Polls until `path` on `gw` is answered by upstream `want` (None = 404 route_not_found).
+async fn routes_to(gw: &GatewayProcess, path: &str, want: Option<&str>) -> bool {
+    let url = gw.url(path);
+    eventually(Duration::from_secs(3), async || {
+        let res = client().get(url.as_str()).send().await.ok()?;
+        let up = res.headers().get("x-upstream").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let ok = match want {
+            Some(w) => res.status() == 200 && up.as_deref() == Some(w),
+            None => res.status() == 404 && up.is_none(),
+        };
+        ok.then_some(())
+    })
+    .await
+    .is_some()
+}
+
+fn redis_conn(redis: &TestRedis) -> redis::Connection {
+    redis::Client::open(redis.url()).unwrap().get_connection().unwrap()
+}
+
+#[actix_rt::test]
+async fn a_service_created_on_one_node_routes_changes_and_disappears_everywhere() {
+    let redis = TestRedis::start();
+    let v1 = MockUpstream::start("v1");
+    let v2 = MockUpstream::start("v2");
+    let nodes = cluster(&redis);
+
+    let (status, body) =
+        admin("POST", &nodes[0], "/admin/services", Some(json!({"name": "users", "endpoints": [v1.url()]}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["prefix"], "/api/users");
+    assert_eq!(body["balancer"], "round_robin");
+    for n in &nodes {
+        assert!(routes_to(n, "/api/users/1", Some("v1")).await, "node {} does not route the new service", n.port);
+    }
+
+    let (status, body) =
+        admin("PATCH", &nodes[1], "/admin/services/users", Some(json!({"endpoints": [v2.url()]}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["endpoints"], json!([v2.url()]));
+    for n in &nodes {
+        assert!(routes_to(n, "/api/users/1", Some("v2")).await, "node {} kept the old endpoint", n.port);
+    }
+
+    let (status, body) =
+        admin("PUT", &nodes[2], "/admin/services/users", Some(json!({"prefix": "/people", "endpoints": [v1.url()]})))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    for n in &nodes {
+        assert!(routes_to(n, "/people/1", Some("v1")).await);
+        assert!(routes_to(n, "/api/users/1", None).await);
+    }
+
+    let (status, _) = admin("DELETE", &nodes[0], "/admin/services/users", None).await;
+    assert_eq!(status, 204);
+    for n in &nodes {
+        assert!(routes_to(n, "/people/1", None).await, "node {} still routes a deleted service", n.port);
+    }
+    let (status, body) = admin("GET", &nodes[2], "/admin/services/users", None).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, _) = admin("DELETE", &nodes[2], "/admin/services/users", None).await;
+    assert_eq!(status, 404);
+}
+
+#[actix_rt::test]
+async fn every_change_is_published_on_the_events_channel() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    let gw = node(&redis, "gw-a", "");
+    let mut conn = redis_conn(&redis);
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe("gw:events").unwrap();
+
+    let (status, _) =
+        admin("POST", &gw, "/admin/services", Some(json!({"name": "orders", "endpoints": [up.url()]}))).await;
+    assert_eq!(status, 201);
+    let msg = pubsub.get_message().unwrap();
+    let event: Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!(event["kind"], "service_created");
+    assert_eq!(event["service"], "orders");
+    assert_eq!(event["node"], "gw-a");
+    assert!(event["version"].as_u64().unwrap() >= 1);
+    assert!(event["at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[actix_rt::test]
+async fn services_survive_a_restart_of_every_node_and_file_services_are_upserted() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    let file_service = format!("[[services]]\nname = \"from-file\"\nendpoints = [\"{}\"]\n", up.url());
+    let mut first = node(&redis, "gw-a", &file_service);
+    let (status, _) =
+        admin("POST", &first, "/admin/services", Some(json!({"name": "made", "endpoints": [up.url()]}))).await;
+    assert_eq!(status, 201);
+    first.kill();
+    drop(first);
+
+    let second = node(&redis, "gw-b", "");
+    assert!(routes_to(&second, "/api/made/x", Some("up")).await);
+    assert!(routes_to(&second, "/api/from-file/x", Some("up")).await);
+    let (_, list) = admin("GET", &second, "/admin/services", None).await;
+    let names: Vec<&str> = list.as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, vec!["from-file", "made"]);
+}
+
+#[actix_rt::test]
+async fn nodes_keep_routing_while_redis_is_down_and_resync_when_it_returns() {
+    let mut redis = TestRedis::start();
+    let port = redis.port();
+    let up = MockUpstream::start("up");
+    let file_service = format!("[[services]]\nname = \"seed\"\nendpoints = [\"{}\"]\n", up.url());
+    let nodes: Vec<_> = ["gw-a", "gw-b"].iter().map(|id| node(&redis, id, &file_service)).collect();
+    let (status, _) =
+        admin("POST", &nodes[0], "/admin/services", Some(json!({"name": "live", "endpoints": [up.url()]}))).await;
+    assert_eq!(status, 201);
+    assert!(routes_to(&nodes[1], "/api/live/x", Some("up")).await);
+
+    redis.kill();
+    for n in &nodes {
+        assert!(routes_to(n, "/api/live/x", Some("up")).await, "lost routes when redis died");
+    }
+    let health_url = nodes[0].admin_url("/health");
+    let down = eventually(Duration::from_secs(5), async || {
+        let mut res = client().get(health_url.as_str()).send().await.ok()?;
+        let body: Value = serde_json::from_slice(&res.body().await.ok()?).ok()?;
+        (body["redis"] == "down" && body["status"] == "degraded").then_some(body)
+    })
+    .await;
+    assert!(down.is_some(), "health does not report redis down");
+    let (status, body) =
+        admin("POST", &nodes[0], "/admin/services", Some(json!({"name": "x", "endpoints": [up.url()]}))).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("redis_unavailable")));
+
+    // Redis comes back empty: nodes write their file services again and take new changes.
+    let _redis = TestRedis::start_on(port);
+    for n in &nodes {
+        let ready = eventually(Duration::from_secs(10), async || n.is_ready().then_some(())).await;
+        assert!(ready.is_some(), "not ready after redis returned; log:\n{}", n.log_text());
+    }
+    let created = eventually(Duration::from_secs(5), async || {
+        let (s, _) =
+            admin("POST", &nodes[1], "/admin/services", Some(json!({"name": "after", "endpoints": [up.url()]}))).await;
+        (s == 201).then_some(())
+    })
+    .await;
+    assert!(created.is_some());
+    for n in &nodes {
+        assert!(routes_to(n, "/api/after/x", Some("up")).await);
+        assert!(routes_to(n, "/api/seed/x", Some("up")).await);
+    }
+}
+
+#[actix_rt::test]
+async fn an_event_with_a_skipped_version_triggers_a_full_reload() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    let gw = node(&redis, "gw-a", "");
+    let (status, _) = admin("POST", &gw, "/admin/services", Some(json!({"name": "a", "endpoints": [up.url()]}))).await;
+    assert_eq!(status, 201);
+
+    // Write a service behind the gateway's back, skipping a version, and announce only that.
+    let mut conn = redis_conn(&redis);
+    let spec = json!({"name": "sneaky", "endpoints": [up.url()]}).to_string();
+    let _: () = redis::cmd("HSET").arg("gw:{registry}:service:sneaky").arg("spec").arg(&spec).query(&mut conn).unwrap();
+    let _: () = redis::cmd("SADD").arg("gw:{registry}:services").arg("sneaky").query(&mut conn).unwrap();
+    let v: u64 = redis::cmd("INCRBY").arg("gw:{registry}:version").arg(2).query(&mut conn).unwrap();
+    let event = json!({"version": v, "kind": "service_created", "service": "other", "node": "test", "at": "2026-01-01T00:00:00Z"});
+    let _: () = redis::cmd("PUBLISH").arg("gw:events").arg(event.to_string()).query(&mut conn).unwrap();
+
+    assert!(routes_to(&gw, "/api/sneaky/x", Some("up")).await, "gap did not trigger a reload");
+}
+
+#[actix_rt::test]
+async fn bad_admin_input_is_refused_with_the_field_and_nothing_is_written() {
+    let redis = TestRedis::start();
+    let gw = node(&redis, "gw-a", "");
+    let (status, _) =
+        admin("POST", &gw, "/admin/services", Some(json!({"name": "taken", "endpoints": ["http://127.0.0.1:1"]})))
+            .await;
+    assert_eq!(status, 201);
+    let mut conn = redis_conn(&redis);
+    let version_before: u64 = redis::cmd("GET").arg("gw:{registry}:version").query(&mut conn).unwrap();
+
+    let cases: Vec<(&str, &'static str, u16, &str, Option<&str>)> = vec![
+        ("malformed JSON", r#"{"name": "x", "#, 400, "validation_failed", None),
+        ("wrong type", r#"{"name": "x", "retries": "many"}"#, 400, "validation_failed", Some("retries")),
+        ("unknown field", r#"{"name": "x", "colour": "red"}"#, 400, "validation_failed", Some("colour")),
+        (
+            "invalid URL",
+            r#"{"name": "x", "endpoints": ["gopher://h"]}"#,
+            400,
+            "validation_failed",
+            Some("endpoints[0]"),
+        ),
+        ("bad balancer", r#"{"name": "x", "balancer": "random"}"#, 400, "validation_failed", Some("balancer")),
+        ("unknown policy", r#"{"name": "x", "rate_limit": "gold"}"#, 400, "validation_failed", Some("rate_limit")),
+        ("duplicate name", r#"{"name": "taken"}"#, 409, "conflict", Some("name")),
+        ("prefix clash", r#"{"name": "y", "prefix": "/api/taken"}"#, 409, "conflict", Some("prefix")),
+    ];
+    for (what, body, want_status, want_code, want_field) in cases {
+        let (status, err) = raw_admin("POST", &gw, "/admin/services", body).await;
+        assert_eq!(status, want_status, "{what}: {err}");
+        assert_eq!(err["error"], want_code, "{what}: {err}");
+        assert!(err["request_id"].is_string(), "{what}: {err}");
+        if let Some(f) = want_field {
+            assert_eq!(err["field"], f, "{what}: {err}");
+        }
+    }
+    let (status, err) = raw_admin("PATCH", &gw, "/admin/services/taken", r#"{"timeout": "soon"}"#).await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("timeout")));
+    let (status, err) = raw_admin("PUT", &gw, "/admin/services/taken", r#"{"name": "other"}"#).await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("name")));
+
+    let version_after: u64 = redis::cmd("GET").arg("gw:{registry}:version").query(&mut conn).unwrap();
+    assert_eq!(version_before, version_after, "a refused change bumped the version");
+    let names: Vec<String> = redis::cmd("SMEMBERS").arg("gw:{registry}:services").query(&mut conn).unwrap();
+    assert_eq!(names, vec!["taken".to_string()]);
+}
+
+#[actix_rt::test]
+async fn admin_nodes_lists_every_live_node() {
+    let redis = TestRedis::start();
+    let nodes = cluster(&redis);
+    let listed = eventually(Duration::from_secs(5), async || {
+        let (status, body) = admin("GET", &nodes[0], "/admin/nodes", None).await;
+        let ids: Vec<String> = body.as_array()?.iter().filter_map(|n| n["id"].as_str().map(String::from)).collect();
+        (status == 200 && ids.len() == 3).then_some(body)
+    })
+    .await
+    .expect("three nodes listed");
+    for n in listed.as_array().unwrap() {
+        for field in ["id", "address", "started_at", "last_seen"] {
+            assert!(n[field].is_string(), "{field} missing in {n}");
+        }
+    }
+}

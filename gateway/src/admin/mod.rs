@@ -1,0 +1,117 @@
+//! The admin listener: `/health`, `/ready`, `/metrics` without a token; everything under
+//! `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
+//! are `{"error","message","request_id"}` plus `field` for validation errors.
+
+mod error;
+mod nodes;
+mod services;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actors::membership::Membership;
+use actors::registry::ServiceRegistry;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use error::AdminError;
+
+use crate::config::Secret;
+use crate::error::json_error;
+use crate::pipeline::request_id;
+
+/// How long an admin call waits for an actor.
+const ACTOR_WAIT: Duration = Duration::from_secs(5);
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 1024 * 1024;
+
+/// Admin listener state.
+pub struct AdminState {
+    /// Bearer token; `None` only on a loopback listener.
+    pub token: Option<Secret>,
+    /// Renders `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+    /// The registry.
+    pub registry: Addr<ServiceRegistry>,
+    /// Cluster membership.
+    pub membership: Addr<Membership>,
+    /// Rate-limit policies defined in the config (services may only name these).
+    pub policies: HashSet<String>,
+    /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
+    pub jwt_configured: bool,
+}
+
+/// Mounts every admin route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope("/admin")
+                .wrap(from_fn(require_token))
+                .configure(services::routes)
+                .configure(nodes::routes)
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    match &state.metrics {
+        Some(h) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(h.render()),
+        None => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
+/// Whether the request carries the admin bearer token (always true without a token).
+pub fn authorized(req: &HttpRequest, state: &AdminState) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    token.matches(presented)
+}
+
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let id = request_id::of(req.request());
+    let allowed = req.app_data::<web::Data<AdminState>>().is_some_and(|s| authorized(req.request(), s));
+    if !allowed {
+        let (http, _) = req.into_parts();
+        let mut res = json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required".into(),
+            &id,
+            None,
+            false,
+        );
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"gateway-admin\""));
+        return Ok(ServiceResponse::new(http, res));
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    // Errors carry the request's id in body and header; successes in the header.
+    let rendered = res.response().error().and_then(|e| e.as_error::<AdminError>()).map(|e| e.render(&id));
+    if let Some(r) = rendered {
+        res = res.into_response(r);
+    }
+    res.headers_mut().insert(crate::names::X_REQUEST_ID.clone(), id);
+    Ok(res)
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    Err(AdminError::not_found(format!("no admin route {} {}", req.method(), req.path())))
+}
