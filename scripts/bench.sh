@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# Benchmarks (DESIGN.md "Benchmarks"): builds release binaries, starts a mock upstream,
+# nginx as a plain reverse proxy (the peer) and the gateway, then runs wrk scenarios one
+# after another in the same run with the same parameters. Writes
+# bench/results/<UTC date-time>.json and .md and prints the table.
+#
+# Usage: scripts/bench.sh [scenario...]      (default: direct nginx_proxy passthrough)
+#
+# Environment overrides:
+#   DURATION=10s  CONNECTIONS=32  THREADS=1  WARMUP=3s   wrk parameters
+#   SKIP_BUILD=1                                          do not run cargo build
+#
+# Loopback only. Everything it starts is stopped on exit, even on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+WARMUP=${WARMUP:-3s}
+
+IMPLEMENTED=(direct nginx_proxy passthrough)
+DEFAULT_SCENARIOS=(direct nginx_proxy passthrough)
+
+# Planned scenarios and the feature each one waits for.
+declare -A PLANNED=(
+  [full]="JWT auth + Redis rate limiting in the gateway"
+  [cached]="JWT auth + rate limit + response cache in the gateway"
+  [three_nodes]="cluster mode (3 gateways behind HAProxy)"
+  [registry]="service registry / dynamic endpoint discovery"
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf '\n!!! bench.sh: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---- scenario selection ---------------------------------------------------------------
+if [ $# -eq 0 ]; then set -- "${DEFAULT_SCENARIOS[@]}"; fi
+SCENARIOS=()
+SKIPPED=()
+for s in "$@"; do
+  if printf '%s\n' "${IMPLEMENTED[@]}" | grep -qx -- "$s"; then
+    SCENARIOS+=("$s")
+  elif [ -n "${PLANNED[$s]+x}" ]; then
+    echo "$s: skipped: needs ${PLANNED[$s]}"
+    SKIPPED+=("$s")
+  else
+    die "unknown scenario '$s' (known: ${IMPLEMENTED[*]} ${!PLANNED[*]})"
+  fi
+done
+if [ ${#SCENARIOS[@]} -eq 0 ]; then
+  echo "nothing to run"
+  exit 0
+fi
+want() { printf '%s\n' "${SCENARIOS[@]}" | grep -qx -- "$1"; }
+NEED_NGINX=0; NEED_GATEWAY=0
+want nginx_proxy && NEED_NGINX=1
+want passthrough && NEED_GATEWAY=1
+
+# ---- tools ----------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  if [ $APT_UPDATED = 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+command -v curl >/dev/null 2>&1 || { log "installing curl"; apt_install curl; }
+command -v wrk >/dev/null 2>&1 || { log "installing wrk"; apt_install wrk; }
+if [ $NEED_NGINX = 1 ]; then
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    log "installing nginx"
+    apt_install nginx-light || apt_install nginx
+  fi
+  NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  log "cargo build --release (gateway, mock-upstream)"
+  cargo build --release -p gateway --bin gateway
+  cargo build --release -p cluster-tests --bin mock-upstream
+fi
+GATEWAY_BIN=$ROOT/target/release/gateway
+UPSTREAM_BIN=$ROOT/target/release/mock-upstream
+[ -x "$UPSTREAM_BIN" ] || die "missing $UPSTREAM_BIN"
+[ $NEED_GATEWAY = 0 ] || [ -x "$GATEWAY_BIN" ] || die "missing $GATEWAY_BIN"
+
+# ---- process management ---------------------------------------------------------------
+TMP=$ROOT/bench/tmp
+mkdir -p "$TMP"
+PIDS=()
+WRK_PID=
+cleanup() {
+  local rc=$?
+  [ -z "$WRK_PID" ] || kill "$WRK_PID" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# pick_port VAR BASE: set VAR to the first port >= BASE that nothing listens on and that
+# this run has not taken already.
+TAKEN=" "
+pick_port() {
+  local p=$2
+  while port_in_use "$p" || [[ $TAKEN == *" $p "* ]]; do p=$((p + 1)); done
+  TAKEN+="$p "
+  printf -v "$1" '%s' "$p"
+}
+
+# wait_http URL NAME PID: until URL answers 200 (30 s), failing if PID dies.
+wait_http() {
+  local url=$1 name=$2 pid=$3
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $TMP/$name.log)"
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" = 200 ]; then return 0; fi
+    sleep 0.1
+  done
+  die "$name not ready at $url after 30 s (see $TMP/$name.log)"
+}
+
+# check_ok URL NAME: one request must return 200 with body "ok".
+check_ok() {
+  local body code
+  body=$(curl -s --max-time 5 -w '\n%{http_code}' "$1" || true)
+  code=${body##*$'\n'}
+  body=${body%$'\n'*}
+  [ "$code" = 200 ] || die "$2: GET $1 returned HTTP $code (body: ${body:0:200})"
+  [ "$body" = ok ] || log "warning: $2: unexpected body '${body:0:80}'"
+}
+
+pick_port UPSTREAM_PORT 18090
+log "starting mock-upstream on 127.0.0.1:$UPSTREAM_PORT (1 worker)"
+"$UPSTREAM_BIN" "$UPSTREAM_PORT" 1 >"$TMP/upstream.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$UPSTREAM_PORT/" upstream "$!"
+
+if [ $NEED_NGINX = 1 ]; then
+  pick_port NGINX_PORT 18070
+  NGX=$TMP/nginx
+  rm -rf "$NGX"
+  mkdir -p "$NGX/logs" "$NGX/temp"
+  cat >"$NGX/nginx.conf" <<EOF
+# Generated by scripts/bench.sh: nginx as a plain reverse proxy, one worker.
+worker_processes 1;
+pid $NGX/nginx.pid;
+error_log $NGX/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $NGX/temp/client_body;
+  proxy_temp_path $NGX/temp/proxy;
+  fastcgi_temp_path $NGX/temp/fastcgi;
+  uwsgi_temp_path $NGX/temp/uwsgi;
+  scgi_temp_path $NGX/temp/scgi;
+  upstream bench_upstream {
+    server 127.0.0.1:$UPSTREAM_PORT;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+  log "starting nginx on 127.0.0.1:$NGINX_PORT (1 worker, prefix $NGX)"
+  "$NGINX_BIN" -p "$NGX" -e "$NGX/logs/error.log" -c nginx.conf -g 'daemon off;' >"$TMP/nginx.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$NGINX_PORT/" nginx "$!"
+fi
+
+if [ $NEED_GATEWAY = 1 ]; then
+  pick_port GATEWAY_PORT 18080
+  pick_port ADMIN_PORT 18081
+  cat >"$TMP/gateway.toml" <<EOF
+# Generated by scripts/bench.sh: passthrough (no auth, no limit), one worker.
+[node]
+id = "bench"
+listen = "127.0.0.1:$GATEWAY_PORT"
+admin_listen = "127.0.0.1:$ADMIN_PORT"
+workers = 1
+
+[log]
+access_log = false
+format = "json"
+level = "warn"
+
+[[services]]
+name = "bench"
+prefix = "/"
+strip_prefix = false
+endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
+EOF
+  log "starting gateway on 127.0.0.1:$GATEWAY_PORT (admin $ADMIN_PORT, 1 worker)"
+  "$GATEWAY_BIN" --config "$TMP/gateway.toml" >"$TMP/gateway.log" 2>&1 &
+  GATEWAY_PID=$!
+  PIDS+=($GATEWAY_PID)
+  wait_http "http://127.0.0.1:$ADMIN_PORT/ready" gateway "$GATEWAY_PID"
+fi
+
+url_for() {
+  case $1 in
+    direct) echo "http://127.0.0.1:$UPSTREAM_PORT/bench" ;;
+    nginx_proxy) echo "http://127.0.0.1:$NGINX_PORT/bench" ;;
+    passthrough) echo "http://127.0.0.1:$GATEWAY_PORT/bench" ;;
+  esac
+}
+
+# ---- wrk runs -------------------------------------------------------------------------
+# to_ms VALUE: wrk latency ("812.00us", "1.23ms", "1.01s", "2.00m") -> milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u);
+    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1;
+    if (f < 0) exit 1;
+    printf "%.3f", n * f }'
+}
+
+# run_wrk OUT ARGS...: wrk in the background so a signal interrupts `wait` at once and the
+# EXIT trap (which also stops wrk) runs without waiting for the test to end.
+run_wrk() {
+  local out=$1; shift
+  wrk "$@" >"$out" 2>&1 &
+  WRK_PID=$!
+  local rc=0
+  wait "$WRK_PID" || rc=$?
+  WRK_PID=
+  return $rc
+}
+
+# 1/5/15-minute load average before the runs: anything else busy on the box skews numbers.
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+declare -A RPS P50 P99 NON2XX SOCKERR
+FAILED=()
+for s in "${SCENARIOS[@]}"; do
+  url=$(url_for "$s")
+  check_ok "$url" "$s"
+  log "$s: warm-up wrk -t$THREADS -c$CONNECTIONS -d$WARMUP $url"
+  run_wrk "$TMP/$s.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" \
+    || die "$s: wrk warm-up failed: $(cat "$TMP/$s.warmup.txt")"
+  log "$s: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $url"
+  out=$TMP/$s.wrk.txt
+  run_wrk "$out" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" \
+    || die "$s: wrk failed: $(cat "$out")"
+  sed 's/^/    /' "$out" >&2
+
+  RPS[$s]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+  p50=$(awk '$1 == "50%" { print $2 }' "$out")
+  p99=$(awk '$1 == "99%" { print $2 }' "$out")
+  [ -n "${RPS[$s]}" ] && [ -n "$p50" ] && [ -n "$p99" ] || die "$s: cannot parse wrk output ($out)"
+  P50[$s]=$(to_ms "$p50") || die "$s: bad latency '$p50'"
+  P99[$s]=$(to_ms "$p99") || die "$s: bad latency '$p99'"
+  NON2XX[$s]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+  NON2XX[$s]=${NON2XX[$s]:-0}
+  SOCKERR[$s]=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
+  SOCKERR[$s]=${SOCKERR[$s]:-0}
+  if [ "${NON2XX[$s]}" != 0 ]; then
+    printf '\n!!! %s: %s non-2xx/3xx responses from %s\n' "$s" "${NON2XX[$s]}" "$url" >&2
+    FAILED+=("$s: ${NON2XX[$s]} non-2xx responses")
+  fi
+  if [ "${SOCKERR[$s]}" != 0 ]; then
+    printf '\n!!! %s: %s socket errors: %s\n' "$s" "${SOCKERR[$s]}" "$(grep 'Socket errors' "$out")" >&2
+    FAILED+=("$s: ${SOCKERR[$s]} socket errors")
+  fi
+  if [ "$s" = passthrough ] && ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+    FAILED+=("passthrough: gateway process died")
+  fi
+done
+
+# ---- results --------------------------------------------------------------------------
+ratio() { # ratio A B -> A/B with 3 decimals, or null when B is missing/zero
+  if [ -z "${2:-}" ]; then echo null; return; fi
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "null"; else printf "%.3f", a / b }'
+}
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+
+STAMP=$(date -u +%Y-%m-%dT%H-%M-%SZ)
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+DIRTY=false
+[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || DIRTY=true
+CPUS=$(nproc)
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+NGINX_VERSION=$([ $NEED_NGINX = 1 ] && "$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //' || echo "")
+WRK_VERSION=$(wrk -v 2>&1 | awk 'NR == 1 { print $2 }' || true)
+NG_RPS=${RPS[nginx_proxy]:-}
+NG_P99=${P99[nginx_proxy]:-}
+
+RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+JSON=$RESULTS/$STAMP.json
+MD=$RESULTS/$STAMP.md
+
+{
+  echo "{"
+  echo "  \"date\": \"$DATE\","
+  echo "  \"git_commit\": \"$COMMIT\","
+  echo "  \"git_dirty\": $DIRTY,"
+  echo "  \"cpu_count\": $CPUS,"
+  echo "  \"cpu_model\": $(json_str "$CPU_MODEL"),"
+  echo "  \"wrk\": {\"version\": $(json_str "$WRK_VERSION"), \"threads\": $THREADS, \"connections\": $CONNECTIONS, \"duration\": \"$DURATION\", \"warmup\": \"$WARMUP\"},"
+  echo "  \"loadavg_at_start\": \"$LOAD_AT_START\","
+  echo "  \"nginx_version\": $(json_str "$NGINX_VERSION"),"
+  echo "  \"setup\": \"mock-upstream 1 worker; nginx worker_processes 1, keepalive 64; gateway workers 1, access_log off\","
+  printf '  "skipped": ['
+  sep=""; for s in "${SKIPPED[@]}"; do printf '%s"%s"' "$sep" "$s"; sep=", "; done
+  echo "],"
+  echo "  \"results\": ["
+  n=${#SCENARIOS[@]}; i=0
+  for s in "${SCENARIOS[@]}"; do
+    i=$((i + 1))
+    printf '    {"scenario": "%s", "rps": %s, "p50_ms": %s, "p99_ms": %s, "ratio_rps_vs_nginx": %s, "ratio_p99_vs_nginx": %s, "non_2xx": %s, "socket_errors": %s}%s\n' \
+      "$s" "${RPS[$s]}" "${P50[$s]}" "${P99[$s]}" "$(ratio "${RPS[$s]}" "$NG_RPS")" \
+      "$(ratio "${P99[$s]}" "$NG_P99")" "${NON2XX[$s]}" "${SOCKERR[$s]}" "$([ $i -lt $n ] && echo ,)"
+  done
+  echo "  ]"
+  echo "}"
+} >"$JSON"
+
+{
+  echo "# Benchmark $DATE"
+  echo
+  echo "commit \`${COMMIT:0:12}\`$([ $DIRTY = true ] && echo ' (dirty tree)'), $CPUS CPUs ($CPU_MODEL),"
+  echo "\`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARMUP warm-up; loopback; mock upstream, nginx and gateway each with 1 worker;"
+  echo "load average at start: $LOAD_AT_START."
+  echo
+  echo "| scenario | rps | p50 ms | p99 ms | rps vs nginx | p99 vs nginx | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for s in "${SCENARIOS[@]}"; do
+    r=$(ratio "${RPS[$s]}" "$NG_RPS"); q=$(ratio "${P99[$s]}" "$NG_P99")
+    printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$s" "${RPS[$s]}" "${P50[$s]}" "${P99[$s]}" \
+      "${r/null/-}" "${q/null/-}" "$((NON2XX[$s] + SOCKERR[$s]))"
+  done
+  for s in "${SKIPPED[@]}"; do printf '| %s | skipped: needs %s | | | | | |\n' "$s" "${PLANNED[$s]}"; done
+  if want passthrough && [ -n "$NG_RPS" ]; then
+    rps_ok=$(awk -v a="${RPS[passthrough]}" -v b="$NG_RPS" 'BEGIN { print (a >= 0.8 * b) ? "met" : "NOT met" }')
+    p99_ok=$(awk -v a="${P99[passthrough]}" -v b="$NG_P99" 'BEGIN { print (a <= 1.5 * b) ? "met" : "NOT met" }')
+    echo
+    echo "Targets (passthrough vs nginx_proxy):"
+    echo "- rps >= 0.8 x nginx: $rps_ok ($(ratio "${RPS[passthrough]}" "$NG_RPS") x)"
+    echo "- p99 <= 1.5 x nginx: $p99_ok ($(ratio "${P99[passthrough]}" "$NG_P99") x)"
+  fi
+  if [ ${#FAILED[@]} -gt 0 ]; then
+    echo
+    echo "**ERRORS:** $(printf '%s; ' "${FAILED[@]}")"
+  fi
+} >"$MD"
+
+echo
+cat "$MD"
+echo
+echo "results: ${JSON#$ROOT/} ${MD#$ROOT/}"
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  die "errors during the run: $(printf '%s; ' "${FAILED[@]}") (numbers are not trustworthy)"
+fi
