@@ -1,7 +1,7 @@
 -- Atomically change one service, bump the registry version, log and publish the event.
 -- KEYS[1] version counter   KEYS[2] set of service names
 -- KEYS[3] the service hash  KEYS[4] event log (capped list)
--- KEYS[5] the service's instances hash
+-- KEYS[5] the service's instances hash   KEYS[6] the service's health hash
 -- ARGV[1] op: create | upsert | delete     ARGV[2] service name
 -- ARGV[3] spec JSON (create/upsert)        ARGV[4] source: config | admin
 -- ARGV[5] node id   ARGV[6] channel   ARGV[7] log length   ARGV[8] RFC 3339 time
@@ -12,7 +12,7 @@ local op = ARGV[1]
 local kind
 if op == 'delete' then
   if not exists then return {-2, 'missing'} end
-  redis.call('DEL', KEYS[3], KEYS[5])
+  redis.call('DEL', KEYS[3], KEYS[5], KEYS[6])
   redis.call('SREM', KEYS[2], ARGV[2])
   kind = 'service_deleted'
 else

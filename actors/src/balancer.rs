@@ -17,7 +17,7 @@ const RING_MAX_POINTS: usize = 64 * 1024;
 const WRR_MAX_LEN: usize = 64 * 1024;
 
 /// Where an endpoint came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointSource {
     /// The config file.

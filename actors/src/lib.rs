@@ -5,6 +5,7 @@
 //! this crate has no actix-web types.
 
 pub mod balancer;
+pub mod health_check;
 pub mod membership;
 pub mod redis;
 pub mod registry;

@@ -13,6 +13,8 @@ use crate::status::NodeStatus;
 
 /// Heartbeat period.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Leader lease: renewed every heartbeat, so a dead leader is replaced within this.
+pub const LEADER_LEASE: Duration = Duration::from_secs(3);
 /// Silence after which a node is gone.
 pub const GONE_AFTER: Duration = Duration::from_secs(3);
 
@@ -76,6 +78,15 @@ impl Actor for Membership {
                     (Ok(n), Ok(())) => status.set_live_nodes(n),
                     (Err(e), _) | (_, Err(e)) => tracing::debug!(error = %e, "membership heartbeat failed"),
                 }
+                // Leader lease for cluster-wide chores; lost on any doubt.
+                let lease_ms = LEADER_LEASE.as_millis() as u64;
+                let lead: Result<i64, _> =
+                    store.script(&scripts::LEADER_RENEW, &[k.leader()], &[&me.id.as_str(), &lease_ms]).await;
+                let leader = matches!(lead, Ok(1));
+                if leader != status.is_leader() {
+                    tracing::info!(node = %me.id, leader, "leadership changed");
+                }
+                status.set_leader(leader);
             });
         });
     }
@@ -121,6 +132,7 @@ impl Handler<Leave> for Membership {
         ctx.stop();
         let Some(store) = self.store.clone() else { return Box::pin(async {}) };
         let id = self.me.id.clone();
+        self.status.set_leader(false);
         Box::pin(async move {
             let k = store.keys();
             let _ = store.query::<()>(redis::cmd("ZREM").arg(k.nodes()).arg(&id)).await;

@@ -39,6 +39,7 @@ struct Inner {
     degraded: AtomicU32,
     registry_loaded: AtomicBool,
     live_nodes: AtomicU32,
+    leader: AtomicBool,
 }
 
 /// Shared status board (cheap to clone).
@@ -53,6 +54,7 @@ impl NodeStatus {
             degraded: AtomicU32::new(0),
             registry_loaded: AtomicBool::new(true),
             live_nodes: AtomicU32::new(1),
+            leader: AtomicBool::new(true),
         }))
     }
 
@@ -63,6 +65,7 @@ impl NodeStatus {
             degraded: AtomicU32::new(1),
             registry_loaded: AtomicBool::new(false),
             live_nodes: AtomicU32::new(1),
+            leader: AtomicBool::new(false),
         }))
     }
 
@@ -128,5 +131,15 @@ impl NodeStatus {
     /// Records the live node count.
     pub fn set_live_nodes(&self, n: u32) {
         self.0.live_nodes.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether this node holds the leader lease (always true in memory mode).
+    pub fn is_leader(&self) -> bool {
+        self.0.leader.load(Ordering::Relaxed)
+    }
+
+    /// Records leadership.
+    pub fn set_leader(&self, leader: bool) {
+        self.0.leader.store(leader, Ordering::Relaxed);
     }
 }

@@ -122,7 +122,7 @@ pub async fn forward(
             .pool
             .pick(fw.hash_key, &tried, |_| true)
             .or_else(|| if tried.is_empty() { None } else { fw.route.pool.pick(fw.hash_key, &[], |_| true) })
-            .ok_or_else(|| GatewayError::NoHealthyUpstream { service: fw.route.name.to_string(), retry_after: 1 })?;
+            .ok_or_else(|| no_healthy_upstream(fw.route))?;
         let in_flight = InFlight::start(Arc::clone(&endpoint));
         outcome.endpoint = Some(Arc::clone(&endpoint));
         outcome.attempts = attempt;
@@ -160,7 +160,13 @@ pub async fn forward(
             }
         }
     }
-    Err(GatewayError::NoHealthyUpstream { service: fw.route.name.to_string(), retry_after: 1 })
+    Err(no_healthy_upstream(fw.route))
+}
+
+/// 503 with `Retry-After`: the health-check interval when checks took endpoints out.
+fn no_healthy_upstream(route: &Route) -> GatewayError {
+    let retry_after = route.spec.health_check.as_ref().map_or(1, |h| h.interval.get().as_secs_f64().ceil() as u64);
+    GatewayError::NoHealthyUpstream { service: route.name.to_string(), retry_after: retry_after.max(1) }
 }
 
 async fn read_all(

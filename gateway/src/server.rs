@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::Actor;
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
+use actors::health_check::HealthChecker;
 use actors::membership::{Leave, Membership};
 use actors::redis::events::{event_stream, spawn_subscriber};
 use actors::redis::{Store, StoreConfig};
@@ -74,6 +75,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         None => Backend::Memory,
     };
     let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?.start();
+    HealthChecker::new(routes.clone(), registry.clone(), status.clone()).start();
     let membership = Membership::new(&node_id, config.node.listen.to_string(), store.clone(), status.clone()).start();
     let events = event_stream();
     if let Some(store) = &store {

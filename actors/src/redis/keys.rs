@@ -55,6 +55,16 @@ impl Keys {
         format!("{}{name}", self.registry_instances_prefix())
     }
 
+    /// Prefix of the per-service health hashes (endpoint id → "1"/"0").
+    pub fn registry_health_prefix(&self) -> String {
+        format!("{}{{registry}}:health:", self.prefix)
+    }
+
+    /// One service's health hash.
+    pub fn registry_health(&self, name: &str) -> String {
+        format!("{}{name}", self.registry_health_prefix())
+    }
+
     /// Capped list of recent registry events (newest first), for SSE resume.
     pub fn registry_log(&self) -> String {
         format!("{}{{registry}}:log", self.prefix)

@@ -15,3 +15,11 @@ pub static REGISTRY_GET: LazyLock<Script> = LazyLock::new(|| Script::new(include
 /// Membership heartbeat on the Redis clock.
 pub static NODE_HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/node_heartbeat.lua")));
+/// Change one instance (register, deregister, heartbeat, health) atomically.
+pub static INSTANCE_WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/instance_write.lua")));
+/// Remove instances whose heartbeat TTL ran out.
+pub static INSTANCE_SWEEP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/instance_sweep.lua")));
+/// Take or keep the leader lease.
+pub static LEADER_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/leader_renew.lua")));

@@ -8,6 +8,7 @@
 //! mismatch found by the periodic reconcile triggers a full reload. Changes are handled
 //! one at a time (`AtomicResponse`), so local writes and remote events never interleave.
 
+mod instances;
 mod routes;
 mod store;
 
@@ -17,8 +18,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-pub use routes::{Route, RouteTable};
-pub use store::{RegistryStore, Source, WriteOp, Written};
+pub use instances::{DeregisterInstance, HeartbeatInstance, InstanceView, ListInstances, RegisterInstance, SetHealth};
+pub use routes::{InstanceRecord, Route, RouteTable, ServiceEntry};
+pub use store::{InstanceOp, RegistryStore, Source, StoredService, WriteOp, Written};
 
 use crate::redis::StoreError;
 use crate::redis::events::{BusMessage, ClusterEvent};
@@ -30,10 +32,12 @@ use crate::status::NodeStatus;
 pub type RoutesView = View<RouteTable>;
 
 /// Services by name.
-type ServiceMap = BTreeMap<String, Arc<ServiceSpec>>;
+type ServiceMap = BTreeMap<String, Arc<ServiceEntry>>;
 
 /// How often the registry compares its version with Redis.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// How often expired self-registered instances are swept.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Retry delay while the registry cannot load from Redis.
 const RETRY_LOAD: Duration = Duration::from_secs(1);
 
@@ -52,6 +56,9 @@ pub enum RegistryError {
     /// No such service.
     #[error("service {0} not found")]
     NotFound(String),
+    /// No such instance.
+    #[error("instance {0} not found")]
+    InstanceNotFound(String),
     /// Redis could not be reached in time; nothing was changed.
     #[error("registry storage unavailable: {0}")]
     Store(StoreError),
@@ -131,7 +138,10 @@ impl ServiceRegistry {
             seeded: false,
             status,
         };
-        let staged = services.into_iter().map(|s| (s.name.to_string(), Arc::new(s))).collect();
+        let staged = services
+            .into_iter()
+            .map(|s| (s.name.to_string(), Arc::new(ServiceEntry::new(Arc::new(s), Source::Config))))
+            .collect();
         let table = reg.trial(&staged)?;
         reg.services = staged;
         reg.view.publish(table);
@@ -145,13 +155,15 @@ impl ServiceRegistry {
     /// Builds a table for `staged`, refusing clashes (the current table is untouched).
     fn trial(&self, staged: &ServiceMap) -> Result<RouteTable, RegistryError> {
         let current = self.view.load();
-        RouteTable::build(self.version, staged.values().cloned(), Some(&current)).map_err(RegistryError::Conflict)
+        RouteTable::build_entries(self.version, staged.values().map(|e| (**e).clone()), Some(&current))
+            .map_err(RegistryError::Conflict)
     }
 
     /// Publishes the table for the current service set and version.
     fn publish(&mut self) {
         let current = self.view.load_full();
-        let table = RouteTable::build_lenient(self.version, self.services.values().cloned(), Some(&current));
+        let entries = self.services.values().map(|e| (**e).clone()).collect();
+        let table = RouteTable::build_lenient(self.version, entries, Some(&current));
         self.view.publish(table);
         metrics::gauge!("gateway_registry_version").set(self.version as f64);
     }
@@ -164,15 +176,19 @@ impl ServiceRegistry {
             return Err(RegistryError::Exists(name));
         }
         let spec = Arc::new(spec);
+        let entry = match self.services.get(&name) {
+            Some(old) => ServiceEntry { spec: Arc::clone(&spec), ..(**old).clone() },
+            None => ServiceEntry::new(Arc::clone(&spec), Source::Admin),
+        };
         let mut staged = self.services.clone();
-        staged.insert(name, Arc::clone(&spec));
+        staged.insert(name, Arc::new(entry));
         self.trial(&staged)?;
         Ok((spec, staged))
     }
 
     /// Applies a change that storage accepted at `version`.
-    fn applied(&mut self, version: u64, name: &str, spec: Option<Arc<ServiceSpec>>, ctx: &mut Context<Self>) {
-        match spec {
+    fn applied(&mut self, version: u64, name: &str, entry: Option<Arc<ServiceEntry>>, ctx: &mut Context<Self>) {
+        match entry {
             Some(s) => self.services.insert(name.to_string(), s),
             None => self.services.remove(name),
         };
@@ -192,6 +208,7 @@ impl ServiceRegistry {
         spec: Option<Arc<ServiceSpec>>,
         staged: Option<ServiceMap>,
     ) -> ResponseActFuture<Self, Result<bool, RegistryError>> {
+        let entry = staged.as_ref().and_then(|s| s.get(&name).cloned());
         match &self.backend {
             Backend::Memory => {
                 let existed = self.services.contains_key(&name);
@@ -223,7 +240,7 @@ impl ServiceRegistry {
                 Box::pin(fut.into_actor(self).map(move |(name, res), act, ctx| match res? {
                     Written::At(v) => {
                         let created = op != WriteOp::Delete && !act.services.contains_key(&name);
-                        act.applied(v, &name, spec, ctx);
+                        act.applied(v, &name, entry, ctx);
                         Ok(created)
                     }
                     Written::Unchanged(_) => Ok(false),
@@ -241,6 +258,7 @@ impl Actor for ServiceRegistry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(SWEEP_EVERY, |_, ctx| ctx.notify(instances::SweepExpired));
         if matches!(self.backend, Backend::Redis(_)) {
             ctx.notify(Resync);
             ctx.run_interval(RECONCILE_EVERY, |_, ctx| ctx.notify(Reconcile));
@@ -288,29 +306,43 @@ impl Handler<DeleteService> for ServiceRegistry {
 impl Handler<ListServices> for ServiceRegistry {
     type Result = Vec<Arc<ServiceSpec>>;
     fn handle(&mut self, _: ListServices, _: &mut Context<Self>) -> Self::Result {
-        self.services.values().cloned().collect()
+        self.services.values().map(|e| Arc::clone(&e.spec)).collect()
     }
 }
 
 impl Handler<GetService> for ServiceRegistry {
     type Result = Option<Arc<ServiceSpec>>;
     fn handle(&mut self, msg: GetService, _: &mut Context<Self>) -> Self::Result {
-        self.services.get(&msg.0).cloned()
+        self.services.get(&msg.0).map(|e| Arc::clone(&e.spec))
     }
 }
 
-fn parse_stored(name: &str, json: &str) -> Option<Arc<ServiceSpec>> {
-    match serde_json::from_str::<ServiceSpec>(json).map(ServiceSpec::validate) {
-        Ok(Ok(s)) => Some(Arc::new(s)),
+fn parse_stored(stored: StoredService) -> Option<Arc<ServiceEntry>> {
+    let name = stored.name.as_str();
+    let spec = match serde_json::from_str::<ServiceSpec>(&stored.spec).map(ServiceSpec::validate) {
+        Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::error!(service = name, error = %e, "stored service is invalid; ignoring it");
-            None
+            return None;
         }
         Err(e) => {
             tracing::error!(service = name, error = %e, "stored service is unreadable; ignoring it");
-            None
+            return None;
         }
-    }
+    };
+    let instances = stored
+        .instances
+        .iter()
+        .filter_map(|(id, json)| match serde_json::from_str::<InstanceRecord>(json) {
+            Ok(i) => Some((id.clone(), i)),
+            Err(e) => {
+                tracing::error!(service = name, instance = %id, error = %e, "stored instance is unreadable");
+                None
+            }
+        })
+        .collect();
+    let health = stored.health.iter().map(|(id, v)| (id.clone(), v != "0")).collect();
+    Some(Arc::new(ServiceEntry { spec: Arc::new(spec), source: stored.source, instances, health }))
 }
 
 impl Handler<Resync> for ServiceRegistry {
@@ -340,7 +372,10 @@ impl Handler<Resync> for ServiceRegistry {
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((version, stored)) => {
                 act.seeded = true;
-                act.services = stored.iter().filter_map(|(n, j)| parse_stored(n, j).map(|s| (n.clone(), s))).collect();
+                act.services = stored
+                    .into_iter()
+                    .filter_map(|st| parse_stored(st).map(|e| (e.spec.name.to_string(), e)))
+                    .collect();
                 act.version = version;
                 act.publish();
                 act.status.set_registry_loaded();
@@ -411,9 +446,9 @@ impl Handler<BusMessage> for ServiceRegistry {
             (name, r)
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |(name, res), act, ctx| match res {
-            Ok((_, spec)) => {
-                let spec = spec.and_then(|j| parse_stored(&name, &j));
-                act.applied(version, &name, spec, ctx);
+            Ok((_, stored)) => {
+                let entry = stored.and_then(parse_stored);
+                act.applied(version, &name, entry, ctx);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot fetch changed service; reloading");

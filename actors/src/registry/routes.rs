@@ -5,7 +5,7 @@
 //! route naming the request's host wins over a host-less one; a route with hosts never
 //! matches another host.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::balancer::{Endpoint, EndpointSource, Pool};
@@ -52,6 +52,68 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// A registered instance (admin-made or self-registered), as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceRecord {
+    /// Instance id (unique within its service).
+    pub id: String,
+    /// Base URL.
+    pub url: crate::spec::UpstreamUrl,
+    /// Weight (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Heartbeat TTL in ms (0 = never expires).
+    #[serde(default)]
+    pub ttl_ms: u64,
+    /// Expiry on the Redis clock, ms since the epoch (0 = never).
+    #[serde(default)]
+    pub expires_at: u64,
+    /// `admin` or `self`.
+    pub source: EndpointSource,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A service with everything routing needs: spec, origin, instances, health.
+#[derive(Debug, Clone)]
+pub struct ServiceEntry {
+    /// The definition.
+    pub spec: Arc<ServiceSpec>,
+    /// Where it was defined.
+    pub source: super::Source,
+    /// Registered instances, by id.
+    pub instances: BTreeMap<String, InstanceRecord>,
+    /// Health by endpoint id (absent = healthy).
+    pub health: HashMap<String, bool>,
+}
+
+impl ServiceEntry {
+    /// An entry with no instances and no health data.
+    pub fn new(spec: Arc<ServiceSpec>, source: super::Source) -> Self {
+        Self { spec, source, instances: BTreeMap::new(), health: HashMap::new() }
+    }
+
+    /// Every endpoint as `(id, url, weight, source)`: the spec's, then registered ones.
+    pub fn endpoint_list(&self) -> Vec<(String, crate::spec::UpstreamUrl, u32, EndpointSource)> {
+        let spec_source = match self.source {
+            super::Source::Config => EndpointSource::Config,
+            super::Source::Admin => EndpointSource::Admin,
+        };
+        let name = self.spec.name.as_str();
+        let mut out: Vec<_> = self
+            .spec
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("{name}-{i}"), e.url.clone(), e.weight, spec_source))
+            .collect();
+        out.extend(self.instances.values().map(|i| (i.id.clone(), i.url.clone(), i.weight, i.source)));
+        out
+    }
+}
+
 /// Immutable routing snapshot.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -64,29 +126,41 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds a table from validated services. `previous` lends its endpoint objects
-    /// (in-flight counts, health) to endpoints that did not change.
+    /// Builds a table from validated services without instances (config validation).
     pub fn build(
         version: u64,
         services: impl IntoIterator<Item = Arc<ServiceSpec>>,
         previous: Option<&RouteTable>,
     ) -> Result<Self, FieldError> {
+        let entries = services.into_iter().map(|s| ServiceEntry::new(s, super::Source::Config));
+        Self::build_entries(version, entries, previous)
+    }
+
+    /// Builds a table from service entries. `previous` lends its endpoint objects
+    /// (in-flight counts) to endpoints that did not change; health comes from the entry.
+    pub fn build_entries(
+        version: u64,
+        entries: impl IntoIterator<Item = ServiceEntry>,
+        previous: Option<&RouteTable>,
+    ) -> Result<Self, FieldError> {
         let mut table = RouteTable { version, ..Default::default() };
-        for spec in services {
+        for entry in entries {
+            let spec = Arc::clone(&entry.spec);
             let name: Arc<str> = spec.name.as_str().into();
             let prefix: Arc<str> = spec.effective_prefix().into();
             let old = previous.and_then(|p| p.by_name.get(&name));
-            let endpoints = spec
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let id = format!("{name}-{i}");
-                    old.and_then(|r| {
-                        r.pool.endpoints().iter().find(|o| *o.id == *id && o.url == e.url && o.weight == e.weight)
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Endpoint::new(id, e.url.clone(), e.weight, EndpointSource::Config)))
+            let endpoints = entry
+                .endpoint_list()
+                .into_iter()
+                .map(|(id, url, weight, source)| {
+                    let ep = old
+                        .and_then(|r| {
+                            r.pool.endpoints().iter().find(|o| *o.id == *id && o.url == url && o.weight == weight)
+                        })
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Endpoint::new(id.as_str(), url, weight, source)));
+                    ep.set_healthy(entry.health.get(&id).copied().unwrap_or(true));
+                    ep
                 })
                 .collect();
             let route = Arc::new(Route {
@@ -114,23 +188,19 @@ impl RouteTable {
         Ok(table)
     }
 
-    /// Like `build`, but skips (and logs) services that clash or repeat a name, keeping
-    /// the first by name order. Used for state that storage already accepted.
-    pub fn build_lenient(
-        version: u64,
-        services: impl IntoIterator<Item = Arc<ServiceSpec>>,
-        previous: Option<&RouteTable>,
-    ) -> Self {
-        let mut accepted: Vec<Arc<ServiceSpec>> = Vec::new();
-        for spec in services {
+    /// Like `build_entries`, but skips (and logs) services that clash or repeat a name,
+    /// keeping the first in order. Used for state that storage already accepted.
+    pub fn build_lenient(version: u64, entries: Vec<ServiceEntry>, previous: Option<&RouteTable>) -> Self {
+        let mut accepted: Vec<ServiceEntry> = Vec::new();
+        for entry in entries {
             let mut trial = accepted.clone();
-            trial.push(Arc::clone(&spec));
-            match Self::build(version, trial, None) {
-                Ok(_) => accepted.push(spec),
-                Err(e) => tracing::error!(service = %spec.name, error = %e, "service not routable"),
+            trial.push(entry.clone());
+            match Self::build_entries(version, trial, None) {
+                Ok(_) => accepted.push(entry),
+                Err(e) => tracing::error!(service = %entry.spec.name, error = %e, "service not routable"),
             }
         }
-        Self::build(version, accepted, previous).unwrap_or_default()
+        Self::build_entries(version, accepted, previous).unwrap_or_default()
     }
 
     /// Finds the route for a request path and host (host as sent; port and case ignored).
@@ -268,8 +338,10 @@ mod tests {
     fn rebuilt_tables_keep_unchanged_endpoint_state() {
         let t1 = table();
         let ep = Arc::clone(&t1.get("users").expect("users").pool.endpoints()[0]);
-        ep.set_healthy(false);
+        let _busy = crate::balancer::InFlight::start(Arc::clone(&ep));
         let t2 = RouteTable::build(2, t1.routes().map(|r| Arc::clone(&r.spec)), Some(&t1)).expect("ok");
-        assert!(Arc::ptr_eq(&ep, &t2.get("users").expect("users").pool.endpoints()[0]));
+        let again = &t2.get("users").expect("users").pool.endpoints()[0];
+        assert!(Arc::ptr_eq(&ep, again));
+        assert_eq!(again.in_flight(), 1);
     }
 }

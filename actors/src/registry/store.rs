@@ -32,6 +32,11 @@ pub enum Source {
 }
 
 impl Source {
+    /// Parses the stored form (anything unknown is `admin`).
+    pub fn parse(s: &str) -> Self {
+        if s == "config" { Self::Config } else { Self::Admin }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Config => "config",
@@ -56,8 +61,33 @@ pub struct RegistryStore {
     node: Arc<str>,
 }
 
-/// A stored service: name and spec JSON.
-pub type StoredService = (String, String);
+/// A stored service as read from Redis (not yet parsed).
+#[derive(Debug, Clone)]
+pub struct StoredService {
+    /// Name.
+    pub name: String,
+    /// Spec JSON.
+    pub spec: String,
+    /// Where it was defined.
+    pub source: Source,
+    /// Instance id → instance JSON.
+    pub instances: Vec<(String, String)>,
+    /// Endpoint id → "1"/"0".
+    pub health: Vec<(String, String)>,
+}
+
+/// An instance-level change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceOp {
+    /// Create or replace an instance.
+    Register,
+    /// Remove an instance.
+    Deregister,
+    /// Extend a self-registered instance's lease.
+    Heartbeat,
+    /// Record an endpoint's health.
+    Health,
+}
 
 impl RegistryStore {
     /// Registry storage on `store`, writing events as node `node`.
@@ -85,6 +115,7 @@ impl RegistryStore {
             k.registry_service(name),
             k.registry_log(),
             k.registry_instances(name),
+            k.registry_health(name),
         ];
         let reply: (i64, Value) = self
             .store
@@ -106,29 +137,105 @@ impl RegistryStore {
     /// A consistent copy: `None` when Redis holds no registry at all (fresh or lost data).
     pub async fn snapshot(&self) -> Result<Option<(u64, Vec<StoredService>)>, StoreError> {
         let k = self.store.keys();
-        let reply: (Option<u64>, Vec<(String, String, Value)>) = self
+        type Row = (String, String, String, Vec<(String, String)>, Vec<(String, String)>);
+        let reply: (Option<u64>, Vec<Row>) = self
             .store
             .script(
                 &scripts::REGISTRY_SNAPSHOT,
                 &[k.registry_version(), k.registry_services()],
-                &[&k.registry_service_prefix(), &k.registry_instances_prefix()],
+                &[&k.registry_service_prefix(), &k.registry_instances_prefix(), &k.registry_health_prefix()],
             )
             .await?;
-        Ok(reply.0.map(|v| (v, reply.1.into_iter().map(|(n, s, _)| (n, s)).collect())))
+        let rows = reply.1.into_iter().map(|(name, spec, source, instances, health)| StoredService {
+            name,
+            spec,
+            source: Source::parse(&source),
+            instances,
+            health,
+        });
+        Ok(reply.0.map(|v| (v, rows.collect())))
     }
 
-    /// One service (spec JSON, `None` when deleted) with the current version.
-    pub async fn get(&self, name: &str) -> Result<(u64, Option<String>), StoreError> {
+    /// One service (`None` when deleted) with the current version.
+    pub async fn get(&self, name: &str) -> Result<(u64, Option<StoredService>), StoreError> {
         let k = self.store.keys();
-        let reply: (Option<u64>, Option<String>, Value) = self
+        type Reply = (Option<u64>, Option<String>, String, Vec<(String, String)>, Vec<(String, String)>);
+        let reply: Reply = self
             .store
             .script(
                 &scripts::REGISTRY_GET,
-                &[k.registry_version(), k.registry_service(name), k.registry_instances(name)],
+                &[k.registry_version(), k.registry_service(name), k.registry_instances(name), k.registry_health(name)],
                 &[],
             )
             .await?;
-        Ok((reply.0.unwrap_or(0), reply.1))
+        let (version, spec, source, instances, health) = reply;
+        let stored = spec.map(|spec| StoredService {
+            name: name.to_string(),
+            spec,
+            source: Source::parse(&source),
+            instances,
+            health,
+        });
+        Ok((version.unwrap_or(0), stored))
+    }
+
+    /// Applies one instance change atomically (`payload`: instance JSON or "1"/"0").
+    pub async fn instance(
+        &self,
+        op: InstanceOp,
+        service: &str,
+        id: &str,
+        payload: &str,
+    ) -> Result<Written, RegistryError> {
+        let k = self.store.keys();
+        let op_s = match op {
+            InstanceOp::Register => "register",
+            InstanceOp::Deregister => "deregister",
+            InstanceOp::Heartbeat => "heartbeat",
+            InstanceOp::Health => "health",
+        };
+        let at = crate::now_rfc3339();
+        let keys = [
+            k.registry_version(),
+            k.registry_service(service),
+            k.registry_instances(service),
+            k.registry_log(),
+            k.registry_health(service),
+        ];
+        let reply: (i64, Value) = self
+            .store
+            .script(
+                &scripts::INSTANCE_WRITE,
+                &keys,
+                &[&op_s, &service, &id, &payload, &&*self.node, &k.events_channel(), &EVENT_LOG_LEN, &at],
+            )
+            .await
+            .map_err(RegistryError::Store)?;
+        match reply {
+            (-2, _) => Err(RegistryError::NotFound(service.to_string())),
+            (-3, _) => Err(RegistryError::InstanceNotFound(id.to_string())),
+            (0, v) => Ok(Written::Unchanged(int(&v).unwrap_or(0))),
+            (v, _) => Ok(Written::At(v as u64)),
+        }
+    }
+
+    /// Removes instances whose lease ran out; returns how many.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        let k = self.store.keys();
+        self.store
+            .script(
+                &scripts::INSTANCE_SWEEP,
+                &[k.registry_version(), k.registry_services(), k.registry_log()],
+                &[
+                    &k.registry_instances_prefix(),
+                    &k.registry_health_prefix(),
+                    &&*self.node,
+                    &k.events_channel(),
+                    &EVENT_LOG_LEN,
+                    &crate::now_rfc3339(),
+                ],
+            )
+            .await
     }
 
     /// The current version, `None` when Redis holds no registry.

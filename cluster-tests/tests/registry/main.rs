@@ -277,3 +277,123 @@ async fn admin_nodes_lists_every_live_node() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn admin_instances_route_everywhere_and_list_with_their_source() {
+    let redis = TestRedis::start();
+    let base = MockUpstream::start("base");
+    let extra = MockUpstream::start("extra");
+    let nodes: Vec<_> = ["gw-a", "gw-b"].iter().map(|id| node(&redis, id, "")).collect();
+    let (s, _) =
+        admin("POST", &nodes[0], "/admin/services", Some(json!({"name": "svc", "endpoints": [base.url()]}))).await;
+    assert_eq!(s, 201);
+    // Drain the base endpoint so only registered instances can take traffic.
+    let (s, _) = admin(
+        "PATCH",
+        &nodes[0],
+        "/admin/services/svc",
+        Some(json!({"endpoints": [{"url": base.url(), "weight": 0}]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, inst) =
+        admin("POST", &nodes[0], "/admin/services/svc/instances", Some(json!({"id": "i-1", "url": extra.url()}))).await;
+    assert_eq!(s, 201, "{inst}");
+    assert_eq!(inst["source"], "admin");
+    for n in &nodes {
+        assert!(routes_to(n, "/api/svc/x", Some("extra")).await, "instance not routed on {}", n.port);
+    }
+    let (_, list) = admin("GET", &nodes[1], "/admin/services/svc/instances", None).await;
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["id"], "svc-0");
+    assert_eq!(list[0]["source"], "admin");
+    assert_eq!(list[1], json!({"id": "i-1", "url": extra.url(), "weight": 1, "healthy": true, "source": "admin"}));
+
+    let (s, _) = admin("DELETE", &nodes[1], "/admin/services/svc/instances/i-1", None).await;
+    assert_eq!(s, 204);
+    for n in &nodes {
+        let url = n.url("/api/svc/x");
+        let gone = eventually(Duration::from_secs(3), async || {
+            (client().get(url.as_str()).send().await.ok()?.status() == 503).then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "deregistered instance still routed on {}", n.port);
+    }
+    let (s, body) = admin("DELETE", &nodes[1], "/admin/services/svc/instances/i-1", None).await;
+    assert_eq!((s, body["error"].as_str()), (404, Some("not_found")));
+    let (s, _) = admin("POST", &nodes[1], "/admin/services/nope/instances", Some(json!({"url": extra.url()}))).await;
+    assert_eq!(s, 404);
+    let (s, body) = admin("POST", &nodes[1], "/admin/services/svc/instances", Some(json!({"url": "nope"}))).await;
+    assert_eq!((s, body["field"].as_str()), (400, Some("url")));
+}
+
+#[actix_rt::test]
+async fn an_instance_that_stops_heartbeating_is_removed() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("self");
+    let nodes: Vec<_> = ["gw-a", "gw-b"].iter().map(|id| node(&redis, id, "")).collect();
+    let (s, _) = admin("POST", &nodes[0], "/admin/services", Some(json!({"name": "reg"}))).await;
+    assert_eq!(s, 201);
+    let (s, inst) = admin(
+        "POST",
+        &nodes[1],
+        "/admin/services/reg/instances",
+        Some(json!({"id": "beating", "url": up.url(), "ttl": "2s"})),
+    )
+    .await;
+    assert_eq!((s, inst["source"].as_str()), (201, Some("self")));
+    let (s, _) = admin(
+        "POST",
+        &nodes[1],
+        "/admin/services/reg/instances",
+        Some(json!({"id": "silent", "url": up.url(), "ttl": "1s"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+
+    // Keep one alive for a while; the other goes silent.
+    for _ in 0..8 {
+        let (s, _) = admin("PUT", &nodes[0], "/admin/services/reg/instances/beating/heartbeat", None).await;
+        assert_eq!(s, 204);
+        actix_rt::time::sleep(Duration::from_millis(400)).await;
+    }
+    for n in &nodes {
+        let (_, list) = admin("GET", n, "/admin/services/reg/instances", None).await;
+        let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|i| i["id"].as_str()).collect();
+        assert_eq!(ids, vec!["beating"], "node {}", n.port);
+    }
+    let (s, _) = admin("PUT", &nodes[0], "/admin/services/reg/instances/silent/heartbeat", None).await;
+    assert_eq!(s, 404);
+}
+
+#[actix_rt::test]
+async fn health_checks_take_a_dead_endpoint_out_on_every_node() {
+    let redis = TestRedis::start();
+    let live = MockUpstream::start("live");
+    let mut dying = MockUpstream::start("dying");
+    let service = format!(
+        "[[services]]\nname = \"hc\"\nendpoints = [\"{}\", \"{}\"]\n[services.health_check]\npath = \"/health\"\ninterval = \"200ms\"\nunhealthy_after = 2\nhealthy_after = 1\n",
+        live.url(),
+        dying.url()
+    );
+    let nodes: Vec<_> = ["gw-a", "gw-b"].iter().map(|id| node(&redis, id, &service)).collect();
+    dying.stop();
+    for n in &nodes {
+        let url = n.admin_url("/admin/services/hc/instances");
+        let marked = eventually(Duration::from_secs(8), async || {
+            let mut res = client().get(url.as_str()).send().await.ok()?;
+            let list: Value = serde_json::from_slice(&res.body().await.ok()?).ok()?;
+            (list[1]["healthy"] == false && list[0]["healthy"] == true).then_some(())
+        })
+        .await;
+        assert!(marked.is_some(), "node {} did not mark the dead endpoint down", n.port);
+    }
+    for n in &nodes {
+        for _ in 0..6 {
+            let res = client().get(n.url("/api/hc/x")).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers().get("x-upstream").unwrap(), "live");
+        }
+    }
+}

@@ -54,6 +54,7 @@ impl From<RegistryError> for AdminError {
             RegistryError::Conflict(f) => Self::conflict(&f.field, f.message),
             RegistryError::Exists(name) => Self::conflict("name", format!("service {name:?} already exists")),
             RegistryError::NotFound(name) => Self::not_found(format!("service {name:?} not found")),
+            RegistryError::InstanceNotFound(id) => Self::not_found(format!("instance {id:?} not found")),
             RegistryError::Store(s) => Self::unavailable(format!("registry storage unavailable: {s}")),
         }
     }

@@ -3,6 +3,7 @@
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
 mod error;
+mod instances;
 mod nodes;
 mod services;
 
@@ -55,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/admin")
                 .wrap(from_fn(require_token))
                 .configure(services::routes)
+                .configure(instances::routes)
                 .configure(nodes::routes)
                 .default_service(web::to(not_found)),
         )
