@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Many short-lived allocations per proxied request: mimalloc's thread-local free lists
+// beat glibc malloc under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gateway::config::Config;
 use gateway::{demo, server, telemetry};
 

@@ -113,7 +113,8 @@ pub async fn forward(
         Body::Stream(..) => 1,
         _ => 1 + retries,
     };
-    let headers = upstream_headers(&fw);
+    // Built once; only a retry (rare) pays for a copy.
+    let mut headers = Some(upstream_headers(&fw));
     let timeout = fw.route.spec.timeout.get();
     let mut tried: Vec<Arc<str>> = Vec::new();
     for attempt in 1..=attempts {
@@ -128,7 +129,14 @@ pub async fn forward(
         outcome.attempts = attempt;
 
         let mut creq = client.request(method.clone(), upstream_url(&fw, &endpoint)).timeout(timeout).no_decompress();
-        *creq.headers_mut() = headers.clone();
+        *creq.headers_mut() = match headers.take() {
+            Some(h) if attempt == attempts => h,
+            Some(h) => {
+                headers = Some(h.clone());
+                h
+            }
+            None => upstream_headers(&fw),
+        };
         let sent_at = Instant::now();
         let result = match std::mem::replace(&mut body, Body::Empty) {
             // `None`, not `()`: no `Content-Length: 0` on requests that had no body.

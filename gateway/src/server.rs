@@ -70,14 +70,17 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     };
 
     let routes = RoutesView::default();
-    let backend = match &store {
-        Some(s) => Backend::Redis(Box::new(RegistryStore::new(s.clone(), Arc::clone(&node)))),
+    let events = event_stream();
+    let registry_store = store.as_ref().map(|s| RegistryStore::new(s.clone(), Arc::clone(&node)));
+    let backend = match &registry_store {
+        Some(s) => Backend::Redis(Box::new(s.clone())),
         None => Backend::Memory,
     };
-    let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?.start();
+    let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?
+        .with_local_events(events.clone(), Arc::clone(&node))
+        .start();
     HealthChecker::new(routes.clone(), registry.clone(), status.clone()).start();
     let membership = Membership::new(&node_id, config.node.listen.to_string(), store.clone(), status.clone()).start();
-    let events = event_stream();
     if let Some(store) = &store {
         let store = store.clone();
         let recipients = vec![registry.clone().recipient()];
@@ -132,6 +135,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         membership: membership.clone(),
         policies: config.rate_limit.policies.keys().cloned().collect(),
         jwt_configured: config.auth.jwt.is_some(),
+        events,
+        registry_store,
     });
     let admin = {
         let health = health.clone();

@@ -114,10 +114,16 @@ impl ServiceRegistry {
             Backend::Memory => {
                 let mut entry = (*current).clone();
                 let result = local(&mut entry).map(|changed| {
-                    self.services.insert(service, Arc::new(entry));
+                    self.services.insert(service.clone(), Arc::new(entry));
                     if changed {
                         self.version += 1;
                         self.publish();
+                        let kind = match op {
+                            InstanceOp::Register => "instance_registered",
+                            InstanceOp::Deregister => "instance_deregistered",
+                            InstanceOp::Heartbeat | InstanceOp::Health => "instance_health",
+                        };
+                        self.emit_local(kind, &service, Some(&id));
                     }
                 });
                 Box::pin(fut::ready(result))

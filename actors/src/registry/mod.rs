@@ -23,7 +23,7 @@ pub use routes::{InstanceRecord, Route, RouteTable, ServiceEntry};
 pub use store::{InstanceOp, RegistryStore, Source, StoredService, WriteOp, Written};
 
 use crate::redis::StoreError;
-use crate::redis::events::{BusMessage, ClusterEvent};
+use crate::redis::events::{BusMessage, ClusterEvent, EventStream};
 use crate::snapshot::View;
 use crate::spec::{FieldError, ServiceSpec};
 use crate::status::NodeStatus;
@@ -117,6 +117,8 @@ pub struct ServiceRegistry {
     seeds: Vec<ServiceSpec>,
     seeded: bool,
     status: NodeStatus,
+    /// Memory mode: where change events go (Redis mode publishes through Redis).
+    local_events: Option<(EventStream, Arc<str>)>,
 }
 
 impl ServiceRegistry {
@@ -137,6 +139,7 @@ impl ServiceRegistry {
             seeds: services.clone(),
             seeded: false,
             status,
+            local_events: None,
         };
         let staged = services
             .into_iter()
@@ -150,6 +153,28 @@ impl ServiceRegistry {
             reg.publish();
         }
         Ok(reg)
+    }
+
+    /// Memory mode: also announce changes on `stream` as node `node` (for SSE).
+    pub fn with_local_events(mut self, stream: EventStream, node: Arc<str>) -> Self {
+        self.local_events = Some((stream, node));
+        self
+    }
+
+    /// Announces a memory-mode change (Redis mode announces through Redis).
+    fn emit_local(&self, kind: &str, service: &str, instance: Option<&str>) {
+        let (Backend::Memory, Some((stream, node))) = (&self.backend, &self.local_events) else { return };
+        let mut ev = ClusterEvent {
+            version: Some(self.version),
+            kind: kind.to_string(),
+            service: Some(service.to_string()),
+            instance: instance.map(str::to_string),
+            node: node.to_string(),
+            at: crate::now_rfc3339(),
+            raw: Arc::from(""),
+        };
+        ev.raw = serde_json::to_string(&ev).unwrap_or_default().into();
+        let _ = stream.send(Arc::new(ev));
     }
 
     /// Builds a table for `staged`, refusing clashes (the current table is untouched).
@@ -218,12 +243,14 @@ impl ServiceRegistry {
                         self.services.remove(&name);
                         self.version += 1;
                         self.publish();
+                        self.emit_local("service_deleted", &name, None);
                         Ok(false)
                     }
                     (_, Some(staged)) => {
                         self.services = staged;
                         self.version += 1;
                         self.publish();
+                        self.emit_local(if existed { "service_updated" } else { "service_created" }, &name, None);
                         Ok(!existed)
                     }
                     (_, None) => Ok(false),

@@ -3,8 +3,10 @@
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
 mod error;
+mod events;
 mod instances;
 mod nodes;
+mod openapi;
 mod services;
 
 use std::collections::HashSet;
@@ -44,6 +46,10 @@ pub struct AdminState {
     pub membership: Addr<Membership>,
     /// Rate-limit policies defined in the config (services may only name these).
     pub policies: HashSet<String>,
+    /// Local fan-out of cluster events (SSE).
+    pub events: actors::redis::events::EventStream,
+    /// Registry storage, for replaying the event log (Redis mode).
+    pub registry_store: Option<actors::registry::RegistryStore>,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
 }
@@ -58,6 +64,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(services::routes)
                 .configure(instances::routes)
                 .configure(nodes::routes)
+                .configure(events::routes)
+                .configure(openapi::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

@@ -113,14 +113,16 @@ pub type FaultSlot = Rc<Cell<Option<BodyFault>>>;
 pub struct LimitedBody<S> {
     inner: S,
     left: u64,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    // Armed on the first poll that has to wait: bodiless requests never pay for a timer.
+    timer: Option<Pin<Box<Sleep>>>,
     fault: FaultSlot,
 }
 
 impl<S> LimitedBody<S> {
     /// Wraps `inner`: at most `max` bytes, complete before `deadline`.
     pub fn new(inner: S, max: u64, deadline: Instant, fault: FaultSlot) -> Self {
-        Self { inner, left: max, deadline: Box::pin(tokio::time::sleep_until(deadline)), fault }
+        Self { inner, left: max, deadline, timer: None, fault }
     }
 }
 
@@ -143,7 +145,9 @@ where
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                let deadline = this.deadline;
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
                     this.fault.set(Some(BodyFault::TooSlow));
                     return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,

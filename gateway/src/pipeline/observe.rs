@@ -34,6 +34,51 @@ fn status_label(s: StatusCode) -> &'static str {
     LABELS.get(usize::from(s.as_u16())).map(String::as_str).unwrap_or("other")
 }
 
+/// Metric handles of one (service, method, status) combination.
+struct Handles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    upstream: metrics::Histogram,
+}
+
+type HandleKey = (Option<std::sync::Arc<str>>, &'static str, u16);
+
+thread_local! {
+    // Per worker thread: registering a labelled metric hashes and locks inside the
+    // recorder, so each combination is looked up there once and then reused.
+    static HANDLES: std::cell::RefCell<std::collections::HashMap<HandleKey, Handles>> = Default::default();
+}
+
+/// Upper bound on cached combinations per worker (services × methods × statuses).
+const MAX_CACHED: usize = 4096;
+
+fn with_handles(
+    service: &Option<std::sync::Arc<str>>,
+    method: &'static str,
+    status: StatusCode,
+    f: impl FnOnce(&Handles),
+) {
+    let make = || {
+        let service_label: metrics::SharedString = match service {
+            Some(s) => metrics::SharedString::from(std::sync::Arc::clone(s)),
+            None => metrics::SharedString::const_str(NO_SERVICE),
+        };
+        Handles {
+            requests: metrics::counter!(names::M_REQUESTS, "service" => service_label.clone(), "method" => method, "status" => status_label(status)),
+            duration: metrics::histogram!(names::M_REQUEST_DURATION, "service" => service_label.clone()),
+            upstream: metrics::histogram!(names::M_UPSTREAM_DURATION, "service" => service_label),
+        }
+    };
+    HANDLES.with(|cell| {
+        let mut map = cell.borrow_mut();
+        if map.len() >= MAX_CACHED {
+            map.clear();
+        }
+        let handles = map.entry((service.clone(), method, status.as_u16())).or_insert_with(make);
+        f(handles);
+    });
+}
+
 /// Records metrics and writes the access-log line for one request.
 pub fn record(
     cx: &Pipeline,
@@ -44,18 +89,15 @@ pub fn record(
     started: Instant,
 ) {
     let elapsed = started.elapsed();
-    let service = trace.service.clone();
-    let service_label: metrics::SharedString = match &service {
-        Some(s) => metrics::SharedString::from(std::sync::Arc::clone(s)),
-        None => metrics::SharedString::const_str(NO_SERVICE),
-    };
+    let service = &trace.service;
     let method = method_label(req.method());
-    metrics::counter!(names::M_REQUESTS, "service" => service_label.clone(), "method" => method, "status" => status_label(status))
-        .increment(1);
-    metrics::histogram!(names::M_REQUEST_DURATION, "service" => service_label.clone()).record(elapsed.as_secs_f64());
-    if let Some(up) = trace.upstream.upstream_time {
-        metrics::histogram!(names::M_UPSTREAM_DURATION, "service" => service_label).record(up.as_secs_f64());
-    }
+    with_handles(service, method, status, |h| {
+        h.requests.increment(1);
+        h.duration.record(elapsed.as_secs_f64());
+        if let Some(up) = trace.upstream.upstream_time {
+            h.upstream.record(up.as_secs_f64());
+        }
+    });
     if cx.access_log {
         tracing::info!(
             target: "access",

@@ -21,10 +21,14 @@ pub fn of(req: &HttpRequest) -> HeaderValue {
     generate()
 }
 
-/// A fresh UUIDv7 as a header value.
+/// A fresh UUIDv7 as a header value. Random bits come from the thread-local CSPRNG
+/// (`Uuid::now_v7` would make a `getrandom` syscall per request).
 pub fn generate() -> HeaderValue {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let s = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    let s = id.hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 

@@ -1,0 +1,122 @@
+//! `GET /admin/openapi.json`: an OpenAPI 3.1 description of every admin route.
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+
+/// Mounts the document.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(document));
+}
+
+async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(&*DOC)
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn errors(codes: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for c in codes {
+        out.insert((*c).to_string(), json!({"$ref": "#/components/responses/Error"}));
+    }
+    Value::Object(out)
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+static DOC: LazyLock<Value> = LazyLock::new(|| {
+    let service = json!({"$ref": "#/components/schemas/Service"});
+    let instance = json!({"$ref": "#/components/schemas/Instance"});
+    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let body = |schema: Value| json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "gateway admin API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Admin listener of a gateway node. Every /admin route needs `Authorization: Bearer <admin token>`."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/admin/services": {
+                "get": {"summary": "List services", "responses": with(json!({"200": ok("Every service with effective values", json!({"type": "array", "items": service}))}), errors(&["401"]))},
+                "post": {"summary": "Create a service", "requestBody": body(service.clone()),
+                         "responses": with(json!({"201": ok("Created", service.clone())}), errors(&["400", "401", "409", "503"]))}
+            },
+            "/admin/services/{name}": {
+                "parameters": [name.clone()],
+                "get": {"summary": "Read a service", "responses": with(json!({"200": ok("The service", service.clone())}), errors(&["401", "404"]))},
+                "put": {"summary": "Replace (or create) a service", "requestBody": body(service.clone()),
+                        "responses": with(json!({"200": ok("Replaced", service.clone()), "201": ok("Created", service.clone())}), errors(&["400", "401", "409", "503"]))},
+                "patch": {"summary": "Merge-patch a service (RFC 7396)", "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}},
+                          "responses": with(json!({"200": ok("Updated", service.clone())}), errors(&["400", "401", "404", "409", "503"]))},
+                "delete": {"summary": "Delete a service", "responses": with(json!({"204": {"description": "Deleted"}}), errors(&["401", "404", "503"]))}
+            },
+            "/admin/services/{name}/instances": {
+                "parameters": [name.clone()],
+                "get": {"summary": "List endpoints and instances with health and source", "responses": with(json!({"200": ok("Instances", json!({"type": "array", "items": instance}))}), errors(&["401", "404"]))},
+                "post": {"summary": "Register an instance (with ttl: self-registered, must heartbeat)",
+                         "requestBody": body(json!({"type": "object", "required": ["url"], "additionalProperties": false,
+                                                    "properties": {"id": {"type": "string"}, "url": {"type": "string", "format": "uri"}, "weight": {"type": "integer", "minimum": 0}, "ttl": {"type": "string", "examples": ["30s"]}}})),
+                         "responses": with(json!({"201": ok("Registered", instance.clone())}), errors(&["400", "401", "404", "503"]))}
+            },
+            "/admin/services/{name}/instances/{id}": {
+                "parameters": [name.clone(), id.clone()],
+                "delete": {"summary": "Deregister an instance", "responses": with(json!({"204": {"description": "Removed"}}), errors(&["401", "404", "503"]))}
+            },
+            "/admin/services/{name}/instances/{id}/heartbeat": {
+                "parameters": [name, id],
+                "put": {"summary": "Extend a self-registered instance's lease", "responses": with(json!({"204": {"description": "Extended"}}), errors(&["401", "404", "503"]))}
+            },
+            "/admin/nodes": {
+                "get": {"summary": "Live gateway nodes", "responses": with(json!({"200": ok("Nodes", json!({"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}}}}))}), errors(&["401", "503"]))}
+            },
+            "/admin/events": {
+                "get": {"summary": "Cluster events as Server-Sent Events (id = registry version; Last-Event-ID resumes)",
+                        "parameters": [
+                            {"name": "kind", "in": "query", "schema": {"type": "string"}, "description": "comma-separated event kinds"},
+                            {"name": "service", "in": "query", "schema": {"type": "string"}},
+                            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}}],
+                        "responses": with(json!({"200": {"description": "Event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), errors(&["401", "503"]))}
+            },
+            "/admin/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}},
+            "/health": {"get": {"summary": "Liveness, Redis status, degraded actors (no token)", "security": [], "responses": {"200": ok("Health", json!({"$ref": "#/components/schemas/Health"}))}}},
+            "/ready": {"get": {"summary": "Readiness (no token)", "security": [], "responses": {"200": ok("Ready", json!({"$ref": "#/components/schemas/Health"})), "503": ok("Not ready", json!({"$ref": "#/components/schemas/Health"}))}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (no token)", "security": [], "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": ok("Error", json!({"$ref": "#/components/schemas/Error"}))},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "message", "request_id"], "properties": {
+                    "error": {"type": "string", "examples": ["validation_failed", "unauthorized", "not_found", "conflict", "redis_unavailable"]},
+                    "message": {"type": "string"}, "request_id": {"type": "string"}, "field": {"type": "string", "examples": ["endpoints[0]"]}}},
+                "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "degraded"]}, "node": {"type": "string"},
+                    "redis": {"enum": ["up", "down", "memory"]}, "degraded": {"type": "array", "items": {"type": "string"}}}},
+                "Instance": {"type": "object", "properties": {"id": {"type": "string"}, "url": {"type": "string"}, "weight": {"type": "integer"},
+                    "healthy": {"type": "boolean"}, "source": {"enum": ["config", "admin", "self"]}}},
+                "Service": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                    "prefix": {"type": "string", "description": "default /api/{name}"},
+                    "strip_prefix": {"type": "boolean", "default": true},
+                    "hosts": {"type": "array", "items": {"type": "string"}},
+                    "endpoints": {"type": "array", "items": {"oneOf": [{"type": "string", "format": "uri"},
+                        {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}, "weight": {"type": "integer"}}}]}},
+                    "balancer": {"type": "string", "examples": ["round_robin", "least_conn", "weighted", "consistent_hash:header:X-User"]},
+                    "auth": {"enum": ["none", "jwt", "api_key", "any"]},
+                    "rate_limit": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "timeout": {"type": "string", "default": "10s"},
+                    "retries": {"type": "integer", "default": 1},
+                    "cache": {"type": "object"}, "health_check": {"type": "object"}, "circuit_breaker": {"type": "object"}, "queue": {"type": "object"}}}
+            }
+        }
+    })
+});
