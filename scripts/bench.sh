@@ -28,12 +28,40 @@ declare -A PLANNED=(
   [full]="JWT auth + Redis rate limiting in the gateway"
   [cached]="JWT auth + rate limit + response cache in the gateway"
   [three_nodes]="cluster mode (3 gateways behind HAProxy)"
-  [registry]="service registry / dynamic endpoint discovery"
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '\n!!! bench.sh: %s\n' "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---- registry propagation (not a wrk scenario) ------------------------------------------
+# `registry`: CHANGES (default 1000) service creations through node A of a three-node
+# cluster on one redis-server; the time until node C routes each one, p50/p99.
+run_registry() {
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release (gateway, registry-bench)"
+    cargo build --release -p gateway --bin gateway
+    cargo build --release -p cluster-tests --bin registry-bench
+  fi
+  command -v redis-server >/dev/null 2>&1 || die "redis-server is needed (scripts/test.sh installs it)"
+  local out stamp
+  stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
+  log "registry: ${CHANGES:-1000} changes on node A, time until routable on node C"
+  out=$(GATEWAY_BIN="$ROOT/target/release/gateway" "$ROOT/target/release/registry-bench" "${CHANGES:-1000}") \
+    || die "registry bench failed: $out"
+  mkdir -p "$ROOT/bench/results"
+  printf '{"date": "%s", "git_commit": "%s", "cpu_count": %s, "result": %s}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$out" \
+    >"$ROOT/bench/results/$stamp-registry.json"
+  echo "registry: $out"
+  echo "results: bench/results/$stamp-registry.json"
+}
+REST=()
+for s in "$@"; do
+  if [ "$s" = registry ]; then run_registry; else REST+=("$s"); fi
+done
+if [ $# -gt 0 ] && [ ${#REST[@]} -eq 0 ]; then exit 0; fi
+set -- "${REST[@]}"
 
 # ---- scenario selection ---------------------------------------------------------------
 if [ $# -eq 0 ]; then set -- "${DEFAULT_SCENARIOS[@]}"; fi

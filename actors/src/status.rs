@@ -98,7 +98,7 @@ impl NodeStatus {
             } else {
                 self.0.degraded.fetch_and(!bit, Ordering::Relaxed);
             }
-            metrics::gauge!("gateway_degraded", "actor" => ACTORS[i]).set(if degraded { 1.0 } else { 0.0 });
+            metrics::gauge!(crate::names::M_DEGRADED, "actor" => ACTORS[i]).set(if degraded { 1.0 } else { 0.0 });
         }
     }
 

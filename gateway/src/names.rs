@@ -31,7 +31,4 @@ pub const M_REQUESTS: &str = "gateway_requests_total";
 pub const M_REQUEST_DURATION: &str = "gateway_request_duration_seconds";
 /// Time until the upstream's response head (histogram, seconds).
 pub const M_UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
-/// Current registry (route table) version.
-pub const M_REGISTRY_VERSION: &str = "gateway_registry_version";
-/// 1 when an actor runs on its fallback.
-pub const M_DEGRADED: &str = "gateway_degraded";
+pub use actors::names::{M_DEGRADED, M_REDIS_DURATION, M_REDIS_ERRORS, M_REGISTRY_VERSION};

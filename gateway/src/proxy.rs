@@ -226,16 +226,20 @@ fn upstream_url(fw: &Forward<'_>, ep: &Endpoint) -> String {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must not pass on.
+const HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &names::KEEP_ALIVE,
+    &names::PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == names::KEEP_ALIVE
-        || name == names::PROXY_CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
+    HOP_BY_HOP.contains(&name)
 }
 
 /// Extra hop-by-hop names listed in the `Connection` header.
@@ -270,18 +274,13 @@ fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
             out.append(name.clone(), value.clone());
         }
     }
-    let mut set = |name: &HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.insert(name.clone(), v);
-        }
-    };
-    set(&names::X_FORWARDED_FOR, &fw.addr.forwarded_for);
-    set(&names::X_FORWARDED_PROTO, &fw.addr.forwarded_proto);
+    out.insert(names::X_FORWARDED_FOR.clone(), fw.addr.forwarded_for.clone());
+    out.insert(names::X_FORWARDED_PROTO.clone(), fw.addr.forwarded_proto.clone());
     if let Some(h) = &fw.addr.forwarded_host {
-        set(&names::X_FORWARDED_HOST, h);
+        out.insert(names::X_FORWARDED_HOST.clone(), h.clone());
     }
-    if let Some(ip) = fw.addr.ip {
-        set(&names::X_REAL_IP, &ip.to_string());
+    if let Some(ip) = &fw.addr.real_ip {
+        out.insert(names::X_REAL_IP.clone(), ip.clone());
     }
     out.insert(names::X_REQUEST_ID.clone(), fw.request_id.clone());
     append_via(&mut out, src.get(header::VIA), fw.via);
@@ -317,43 +316,47 @@ where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
     let status = res.status();
-    let src = res.headers();
-    let listed = connection_listed(src);
+    // The upstream's header map becomes ours: no per-header copies.
+    let mut headers = HeaderMap::new();
+    let res = res.map_body(|head, payload| {
+        headers = std::mem::take(&mut head.headers);
+        payload
+    });
     let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let length =
-        src.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let mut builder = HttpResponse::build(status);
-    for (name, value) in src.iter() {
-        // Content-Length is re-derived from the body we send; a 304 keeps the upstream's.
-        if is_hop_by_hop(name)
-            || listed.contains(name)
-            || (name == header::CONTENT_LENGTH && status != StatusCode::NOT_MODIFIED)
-        {
-            continue;
-        }
-        builder.append_header((name.clone(), value.clone()));
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    for name in connection_listed(&headers) {
+        headers.remove(name);
     }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // Content-Length is re-derived from the body we send; a 304 keeps the upstream's.
+    if status != StatusCode::NOT_MODIFIED {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let prev_via = headers.get(header::VIA).cloned();
+    append_via(&mut headers, prev_via.as_ref(), via);
     let mut response = if no_body {
         match length {
             // HEAD: announce the length; the codec sends no body for HEAD.
             Some(n) if *method == Method::HEAD => {
-                builder.body(SizedStream::new(n, futures_util::stream::empty::<Result<Bytes, PayloadError>>()))
+                let empty = futures_util::stream::empty::<Result<Bytes, PayloadError>>();
+                HttpResponse::with_body(status, SizedStream::new(n, empty)).map_into_boxed_body()
             }
-            _ => builder.body(actix_web::body::None::new()),
+            _ => HttpResponse::with_body(status, actix_web::body::None::new()).map_into_boxed_body(),
         }
     } else {
         let body = Tracked { inner: res, _in_flight: in_flight };
         match length {
-            Some(n) => builder.body(SizedStream::new(n, body)),
-            None => builder.body(BodyStream::new(body)),
+            Some(n) => HttpResponse::with_body(status, SizedStream::new(n, body)).map_into_boxed_body(),
+            None => HttpResponse::with_body(status, BodyStream::new(body)).map_into_boxed_body(),
         }
     };
-    let headers = response.headers_mut();
-    let prev_via = headers.get(header::VIA).cloned();
-    append_via(headers, prev_via.as_ref(), via);
+    *response.headers_mut() = headers;
     response
 }
 

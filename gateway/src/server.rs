@@ -71,7 +71,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
 
     let routes = RoutesView::default();
     let events = event_stream();
-    let registry_store = store.as_ref().map(|s| RegistryStore::new(s.clone(), Arc::clone(&node)));
+    let registry_store = store.as_ref().map(|s| RegistryStore::new(s.for_actor("registry"), Arc::clone(&node)));
     let backend = match &registry_store {
         Some(s) => Backend::Redis(Box::new(s.clone())),
         None => Backend::Memory,

@@ -58,6 +58,8 @@ pub struct Store {
     cfg: Arc<StoreConfig>,
     keys: Keys,
     status: NodeStatus,
+    /// Actor label for `gateway_redis_command_duration_seconds`.
+    actor: &'static str,
 }
 
 impl Store {
@@ -65,7 +67,12 @@ impl Store {
     pub fn new(cfg: StoreConfig, status: NodeStatus) -> Result<Self, StoreError> {
         let client = redis::Client::open(cfg.url.as_str())?;
         let keys = Keys::new(&cfg.key_prefix);
-        Ok(Self { client, conn: Arc::new(ArcSwapOption::empty()), cfg: Arc::new(cfg), keys, status })
+        Ok(Self { client, conn: Arc::new(ArcSwapOption::empty()), cfg: Arc::new(cfg), keys, status, actor: "gateway" })
+    }
+
+    /// The same store, with commands timed under `actor` in the metrics.
+    pub fn for_actor(&self, actor: &'static str) -> Self {
+        Self { actor, ..self.clone() }
     }
 
     /// The key schema.
@@ -125,15 +132,17 @@ impl Store {
     /// Runs one command with the command timeout.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.connection()?;
+        let started = std::time::Instant::now();
         let r = tokio::time::timeout(self.cfg.command_timeout, cmd.query_async(&mut conn)).await;
-        self.observe(r)
+        self.observe(r, started)
     }
 
     /// Runs a pipeline with the command timeout.
     pub async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
         let mut conn = self.connection()?;
+        let started = std::time::Instant::now();
         let r = tokio::time::timeout(self.cfg.command_timeout, pipe.query_async(&mut conn)).await;
-        self.observe(r)
+        self.observe(r, started)
     }
 
     /// Runs a script (EVALSHA, loading it on NOSCRIPT) with the command timeout.
@@ -151,14 +160,18 @@ impl Store {
         for a in args {
             inv.arg(a.to_args());
         }
+        let started = std::time::Instant::now();
         let r = tokio::time::timeout(self.cfg.command_timeout, inv.invoke_async(&mut conn)).await;
-        self.observe(r)
+        self.observe(r, started)
     }
 
     fn observe<T>(
         &self,
         r: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>,
+        started: std::time::Instant,
     ) -> Result<T, StoreError> {
+        metrics::histogram!(crate::names::M_REDIS_DURATION, "actor" => self.actor)
+            .record(started.elapsed().as_secs_f64());
         match r {
             Ok(Ok(v)) => {
                 self.status.set_redis_up(true);
@@ -168,11 +181,11 @@ impl Store {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
                     self.status.set_redis_up(false);
                 }
-                metrics::counter!("gateway_redis_errors_total").increment(1);
+                metrics::counter!(crate::names::M_REDIS_ERRORS).increment(1);
                 Err(StoreError::Redis(e))
             }
             Err(_) => {
-                metrics::counter!("gateway_redis_errors_total").increment(1);
+                metrics::counter!(crate::names::M_REDIS_ERRORS).increment(1);
                 Err(StoreError::Timeout)
             }
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 pub use instances::{DeregisterInstance, HeartbeatInstance, InstanceView, ListInstances, RegisterInstance, SetHealth};
-pub use routes::{InstanceRecord, Route, RouteTable, ServiceEntry};
+pub use routes::{InstanceRecord, OnClash, Route, RouteTable, ServiceEntry};
 pub use store::{InstanceOp, RegistryStore, Source, StoredService, WriteOp, Written};
 
 use crate::redis::StoreError;
@@ -180,17 +180,17 @@ impl ServiceRegistry {
     /// Builds a table for `staged`, refusing clashes (the current table is untouched).
     fn trial(&self, staged: &ServiceMap) -> Result<RouteTable, RegistryError> {
         let current = self.view.load();
-        RouteTable::build_entries(self.version, staged.values().map(|e| (**e).clone()), Some(&current))
+        RouteTable::build_entries(self.version, staged.values().cloned(), Some(&current), OnClash::Refuse)
             .map_err(RegistryError::Conflict)
     }
 
     /// Publishes the table for the current service set and version.
     fn publish(&mut self) {
         let current = self.view.load_full();
-        let entries = self.services.values().map(|e| (**e).clone()).collect();
-        let table = RouteTable::build_lenient(self.version, entries, Some(&current));
+        let entries = self.services.values().cloned();
+        let table = RouteTable::build_entries(self.version, entries, Some(&current), OnClash::Skip).unwrap_or_default();
         self.view.publish(table);
-        metrics::gauge!("gateway_registry_version").set(self.version as f64);
+        metrics::gauge!(crate::names::M_REGISTRY_VERSION).set(self.version as f64);
     }
 
     /// Validates a change against the local state; returns the staged service set.

@@ -14,6 +14,8 @@ use crate::spec::{FieldError, ServiceSpec};
 /// One routable service.
 #[derive(Debug)]
 pub struct Route {
+    /// The registry entry this route was built from.
+    pub entry: Arc<ServiceEntry>,
     /// The service name, shared (cheap to clone into metrics labels and logs).
     pub name: Arc<str>,
     /// The full service definition.
@@ -25,6 +27,31 @@ pub struct Route {
 }
 
 impl Route {
+    /// Builds the route for `entry`, reusing endpoints of `old` whose id, URL and weight
+    /// did not change. Health comes from the entry.
+    fn from_entry(entry: Arc<ServiceEntry>, old: Option<&Pool>) -> Self {
+        let spec = Arc::clone(&entry.spec);
+        let endpoints = entry
+            .endpoint_list()
+            .into_iter()
+            .map(|(id, url, weight, source)| {
+                let ep = old
+                    .and_then(|p| p.endpoints().iter().find(|o| *o.id == *id && o.url == url && o.weight == weight))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(id.as_str(), url, weight, source)));
+                ep.set_healthy(entry.health.get(&id).copied().unwrap_or(true));
+                ep
+            })
+            .collect();
+        Self {
+            name: spec.name.as_str().into(),
+            prefix: spec.effective_prefix().into(),
+            pool: Pool::new(spec.balancer.clone(), endpoints),
+            spec,
+            entry,
+        }
+    }
+
     /// Whether the route answers for `host` (a lowercased host name without port).
     fn serves_host(&self, host: &str) -> bool {
         self.spec.hosts.is_empty() || self.spec.hosts.iter().any(|h| host_matches(h, host))
@@ -125,6 +152,15 @@ pub struct RouteTable {
     by_name: HashMap<Arc<str>, Arc<Route>>,
 }
 
+/// What building a table does with a service that clashes with one already added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnClash {
+    /// Fail the whole build (validating a change).
+    Refuse,
+    /// Leave the service out and log it (state that storage already accepted).
+    Skip,
+}
+
 impl RouteTable {
     /// Builds a table from validated services without instances (config validation).
     pub fn build(
@@ -132,75 +168,55 @@ impl RouteTable {
         services: impl IntoIterator<Item = Arc<ServiceSpec>>,
         previous: Option<&RouteTable>,
     ) -> Result<Self, FieldError> {
-        let entries = services.into_iter().map(|s| ServiceEntry::new(s, super::Source::Config));
-        Self::build_entries(version, entries, previous)
+        let entries = services.into_iter().map(|s| Arc::new(ServiceEntry::new(s, super::Source::Config)));
+        Self::build_entries(version, entries, previous, OnClash::Refuse)
     }
 
-    /// Builds a table from service entries. `previous` lends its endpoint objects
-    /// (in-flight counts) to endpoints that did not change; health comes from the entry.
+    /// Builds a table from service entries in one pass. A route whose entry is the very
+    /// same `Arc` as in `previous` is reused as is, so a change costs one route build plus
+    /// map inserts; other routes reuse unchanged endpoints (in-flight counts survive).
     pub fn build_entries(
         version: u64,
-        entries: impl IntoIterator<Item = ServiceEntry>,
+        entries: impl IntoIterator<Item = Arc<ServiceEntry>>,
         previous: Option<&RouteTable>,
+        on_clash: OnClash,
     ) -> Result<Self, FieldError> {
         let mut table = RouteTable { version, ..Default::default() };
         for entry in entries {
-            let spec = Arc::clone(&entry.spec);
-            let name: Arc<str> = spec.name.as_str().into();
-            let prefix: Arc<str> = spec.effective_prefix().into();
+            let name: Arc<str> = entry.spec.name.as_str().into();
             let old = previous.and_then(|p| p.by_name.get(&name));
-            let endpoints = entry
-                .endpoint_list()
-                .into_iter()
-                .map(|(id, url, weight, source)| {
-                    let ep = old
-                        .and_then(|r| {
-                            r.pool.endpoints().iter().find(|o| *o.id == *id && o.url == url && o.weight == weight)
-                        })
-                        .cloned()
-                        .unwrap_or_else(|| Arc::new(Endpoint::new(id.as_str(), url, weight, source)));
-                    ep.set_healthy(entry.health.get(&id).copied().unwrap_or(true));
-                    ep
-                })
-                .collect();
-            let route = Arc::new(Route {
-                name: Arc::clone(&name),
-                pool: Pool::new(spec.balancer.clone(), endpoints),
-                prefix: Arc::clone(&prefix),
-                spec,
-            });
-            let same_prefix = table.by_prefix.entry(prefix).or_default();
-            if let Some(clash) = same_prefix.iter().find(|r| overlaps(r, &route)) {
-                return Err(FieldError::new(
+            let route = match old {
+                Some(r) if Arc::ptr_eq(&r.entry, &entry) => Arc::clone(r),
+                _ => Arc::new(Route::from_entry(entry, old.map(|r| &r.pool))),
+            };
+            let same_prefix = table.by_prefix.entry(Arc::clone(&route.prefix)).or_default();
+            let clash = if let Some(other) = same_prefix.iter().find(|r| overlaps(r, &route)) {
+                Some(FieldError::new(
                     "prefix",
                     format!(
                         "service {:?} and service {:?} both route prefix {:?} for the same hosts",
-                        clash.name, route.name, route.prefix
+                        other.name, route.name, route.prefix
                     ),
-                ));
+                ))
+            } else if table.by_name.contains_key(&route.name) {
+                Some(FieldError::new("name", "duplicate service name"))
+            } else {
+                None
+            };
+            if let Some(e) = clash {
+                match on_clash {
+                    OnClash::Refuse => return Err(e),
+                    OnClash::Skip => {
+                        tracing::error!(service = %route.name, error = %e, "service not routable");
+                        continue;
+                    }
+                }
             }
             same_prefix.push(Arc::clone(&route));
             same_prefix.sort_by_key(|r| r.spec.hosts.is_empty());
-            if table.by_name.insert(name, route).is_some() {
-                return Err(FieldError::new("name", "duplicate service name"));
-            }
+            table.by_name.insert(Arc::clone(&route.name), route);
         }
         Ok(table)
-    }
-
-    /// Like `build_entries`, but skips (and logs) services that clash or repeat a name,
-    /// keeping the first in order. Used for state that storage already accepted.
-    pub fn build_lenient(version: u64, entries: Vec<ServiceEntry>, previous: Option<&RouteTable>) -> Self {
-        let mut accepted: Vec<ServiceEntry> = Vec::new();
-        for entry in entries {
-            let mut trial = accepted.clone();
-            trial.push(entry.clone());
-            match Self::build_entries(version, trial, None) {
-                Ok(_) => accepted.push(entry),
-                Err(e) => tracing::error!(service = %entry.spec.name, error = %e, "service not routable"),
-            }
-        }
-        Self::build_entries(version, accepted, previous).unwrap_or_default()
     }
 
     /// Finds the route for a request path and host (host as sent; port and case ignored).

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use ipnet::IpNet;
 
 use crate::names;
@@ -16,11 +16,13 @@ pub struct ClientAddr {
     /// The trusted client address (used for rate-limit keys and hashing).
     pub ip: Option<IpAddr>,
     /// `X-Forwarded-For` to send upstream.
-    pub forwarded_for: String,
+    pub forwarded_for: HeaderValue,
     /// `X-Forwarded-Proto` to send upstream.
-    pub forwarded_proto: String,
+    pub forwarded_proto: HeaderValue,
     /// `X-Forwarded-Host` to send upstream (absent when the client sent no Host).
-    pub forwarded_host: Option<String>,
+    pub forwarded_host: Option<HeaderValue>,
+    /// `X-Real-IP` to send upstream (the trusted client address).
+    pub real_ip: Option<HeaderValue>,
     /// Whether the direct peer is a trusted proxy.
     pub peer_trusted: bool,
 }
@@ -33,17 +35,25 @@ fn trusted(ip: IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
-/// Works out the client and the forwarding headers for a request.
+fn value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// Works out the client and the forwarding header values for a request.
 pub fn client_addr(req: &HttpRequest, nets: &[IpNet]) -> ClientAddr {
     let peer = req.peer_addr().map(|a| a.ip());
     let peer_trusted = peer.is_some_and(|p| trusted(p, nets));
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string);
-    let peer_s = peer.map(|p| p.to_string()).unwrap_or_default();
+    let host = req.headers().get(header::HOST).cloned();
+    let peer_v = peer.and_then(|p| value(&p.to_string())).unwrap_or(HeaderValue::from_static(""));
     if !peer_trusted {
         return ClientAddr {
             ip: peer,
-            forwarded_for: peer_s,
-            forwarded_proto: "http".into(),
+            real_ip: peer.map(|_| peer_v.clone()),
+            forwarded_for: peer_v,
+            forwarded_proto: HTTP,
             forwarded_host: host,
             peer_trusted,
         };
@@ -63,20 +73,16 @@ pub fn client_addr(req: &HttpRequest, nets: &[IpNet]) -> ClientAddr {
     if !forwarded_for.is_empty() {
         forwarded_for.push_str(", ");
     }
-    forwarded_for.push_str(&peer_s);
+    forwarded_for.push_str(peer_v.to_str().unwrap_or_default());
     let first = |name: &header::HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
+        req.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim())
     };
     ClientAddr {
         ip,
-        forwarded_for,
-        forwarded_proto: first(&names::X_FORWARDED_PROTO)
-            .filter(|p| p == "http" || p == "https")
-            .unwrap_or_else(|| "http".into()),
-        forwarded_host: first(&names::X_FORWARDED_HOST).filter(|h| !h.is_empty()).or(host),
+        real_ip: ip.and_then(|i| value(&i.to_string())),
+        forwarded_for: value(&forwarded_for).unwrap_or(peer_v),
+        forwarded_proto: if first(&names::X_FORWARDED_PROTO) == Some("https") { HTTPS } else { HTTP },
+        forwarded_host: first(&names::X_FORWARDED_HOST).filter(|h| !h.is_empty()).and_then(value).or(host),
         peer_trusted,
     }
 }

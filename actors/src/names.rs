@@ -1,0 +1,10 @@
+//! Metric names the actors record (the gateway re-exports them next to its own).
+
+/// Current registry (route table) version.
+pub const M_REGISTRY_VERSION: &str = "gateway_registry_version";
+/// 1 while an actor runs on its fallback (label `actor`).
+pub const M_DEGRADED: &str = "gateway_degraded";
+/// Redis command latency (histogram, seconds; label `actor`).
+pub const M_REDIS_DURATION: &str = "gateway_redis_command_duration_seconds";
+/// Redis commands that failed or timed out.
+pub const M_REDIS_ERRORS: &str = "gateway_redis_errors_total";
