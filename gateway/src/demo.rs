@@ -50,6 +50,8 @@ impl Prepared {
 pub fn prepare(listen: SocketAddr, admin_listen: SocketAddr) -> Result<Prepared, String> {
     let echo = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("demo upstream: {e}"))?;
     let echo_port = echo.local_addr().map_err(|e| format!("demo upstream: {e}"))?.port();
+    // A fresh HS256 secret per run: the printed token works only against this demo.
+    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
     let text = format!(
         r#"
 [node]
@@ -61,25 +63,56 @@ workers = 2
 [log]
 format = "pretty"
 
+[auth.jwt]
+algorithms = ["HS256"]
+issuer = "gateway-demo"
+[[auth.jwt.keys]]
+kid = "demo"
+secret = "{secret}"
+
 [[services]]
 name = "echo"
+endpoints = ["http://127.0.0.1:{echo_port}"]
+
+[[services]]
+name = "secure"
+auth = "jwt"
 endpoints = ["http://127.0.0.1:{echo_port}"]
 "#
     );
     let config = Config::from_toml(&text, std::iter::empty()).map_err(|e| format!("demo config: {e}"))?;
+    let token = demo_token(&secret)?;
     let base = format!("http://{listen}");
     let admin = format!("http://{admin_listen}");
     let banner = format!(
-        "\nGateway demo: one node in memory mode, service \"echo\" at {base}/api/echo -> built-in echo upstream\n\
+        "\nGateway demo: one node in memory mode in front of a built-in echo upstream.\n\
+         Services: \"echo\" at {base}/api/echo (no auth), \"secure\" at {base}/api/secure (JWT).\n\
+         Demo token (HS256, sub=demo-user, role=free, valid 24h):\n{token}\n\
          Try:\n\
          curl -i {base}/api/echo/hello?name=world\n\
          curl -i -X POST -H 'Content-Type: application/json' -d '{{\"order\":42}}' {base}/api/echo/orders\n\
+         curl -i -H 'Authorization: Bearer {token}' {base}/api/secure/profile\n\
+         curl -i {base}/api/secure/profile\n\
          curl -i {base}/api/nowhere\n\
          curl -s {admin}/health\n\
+         curl -s {admin}/admin/services\n\
          curl -s {admin}/metrics\n\
          Stop with Ctrl-C.\n"
     );
     Ok(Prepared { config, echo: Some(echo), banner: Some(banner) })
+}
+
+/// A 24-hour HS256 token for the demo's `secure` service.
+fn demo_token(secret: &str) -> Result<String, String> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({
+        "sub": "demo-user", "role": "free", "iss": "gateway-demo", "iat": now, "exp": now + 24 * 3600,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("demo".into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
+        .map_err(|e| format!("demo token: {e}"))
 }
 
 /// Echoes the request back as JSON.

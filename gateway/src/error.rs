@@ -13,6 +13,9 @@ use crate::names;
 /// An error the gateway answers itself.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// Missing or bad credentials.
+    #[error("{0}")]
+    Unauthorized(actors::auth::AuthError),
     /// No service matches the path/host.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -49,6 +52,7 @@ impl GatewayError {
     pub fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
@@ -95,14 +99,23 @@ impl Rejected {
     /// The JSON error response.
     pub fn to_response(&self) -> HttpResponse {
         let (status, code) = self.error.parts();
-        json_error(
+        let mut res = json_error(
             status,
             code,
             self.error.to_string(),
             &self.request_id,
             self.error.retry_after(),
             self.error.closes_connection(),
-        )
+        );
+        if let GatewayError::Unauthorized(e) = &self.error {
+            // RFC 6750 §3.1: no error attribute when no credentials were sent.
+            let challenge = match e {
+                actors::auth::AuthError::MissingCredentials => "Bearer realm=\"gateway\"",
+                _ => "Bearer realm=\"gateway\", error=\"invalid_token\"",
+            };
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        res
     }
 }
 

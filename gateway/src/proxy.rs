@@ -65,6 +65,8 @@ pub struct Forward<'a> {
     pub limits: &'a Limits,
     /// When the request arrived (the body deadline counts from here).
     pub started: Instant,
+    /// The verified caller, sent upstream as `X-Consumer-Id` / `X-Consumer-Tier`.
+    pub identity: Option<&'a actors::auth::Identity>,
 }
 
 /// What happened upstream, for metrics and the access log.
@@ -281,6 +283,14 @@ fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
     }
     if let Some(ip) = &fw.addr.real_ip {
         out.insert(names::X_REAL_IP.clone(), ip.clone());
+    }
+    if let Some(id) = fw.identity {
+        if let Ok(v) = HeaderValue::from_str(&id.consumer) {
+            out.insert(names::X_CONSUMER_ID.clone(), v);
+        }
+        if let Some(v) = id.tier.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+            out.insert(names::X_CONSUMER_TIER.clone(), v);
+        }
     }
     out.insert(names::X_REQUEST_ID.clone(), fw.request_id.clone());
     append_via(&mut out, src.get(header::VIA), fw.via);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use actix::Actor;
 use actix_web::http::KeepAlive;
+use actix_web::http::header::HeaderName;
 use actix_web::{App, HttpServer, web};
+use actors::auth::{AuthGuard, AuthState, AuthView, JwtVerifier};
 use actors::health_check::HealthChecker;
 use actors::membership::{Leave, Membership};
 use actors::redis::events::{event_stream, spawn_subscriber};
@@ -35,6 +37,9 @@ pub enum StartError {
     /// The initial service set is invalid (should have been caught by validation).
     #[error("{0}")]
     Registry(#[from] actors::registry::RegistryError),
+    /// The auth settings cannot be used.
+    #[error("auth: {0}")]
+    Auth(String),
     /// The Redis settings cannot be used.
     #[error("redis: {0}")]
     Redis(String),
@@ -99,8 +104,26 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         max_headers: n.max_headers,
         request_timeout: n.request_timeout.get(),
     };
-    let pipeline =
-        web::Data::new(Pipeline::new(&node_id, routes, limits, n.trusted_proxies.clone(), config.log.access_log));
+    let auth_view = AuthView::default();
+    let jwt = match &config.auth.jwt {
+        Some(j) => Some(
+            JwtVerifier::new(&j.settings()).map_err(|(i, m)| StartError::Auth(format!("auth.jwt.keys[{i}]: {m}")))?,
+        ),
+        None => None,
+    };
+    AuthGuard::new(AuthState { jwt }, auth_view.clone()).start();
+    let api_key_header = HeaderName::from_bytes(config.auth.api_key.header.as_bytes()).map_err(|_| {
+        StartError::Auth(format!("auth.api_key.header {:?} is not a header name", config.auth.api_key.header))
+    })?;
+    let pipeline = web::Data::new(Pipeline::new(
+        &node_id,
+        routes,
+        limits,
+        n.trusted_proxies.clone(),
+        config.log.access_log,
+        auth_view,
+        api_key_header,
+    ));
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
 

@@ -30,7 +30,7 @@ fn check_config_accepts_a_valid_file() {
 
 #[test]
 fn check_config_exits_2_naming_the_field_and_line_of_each_mistake() {
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 10] = [
         ("unknown key", "[node]\nlisten_addr = \"0.0.0.0:1\"\n", "node.listen_addr (line 2)"),
         ("bad duration", "[node]\nrequest_timeout = \"forever\"\n", "node.request_timeout"),
         ("bad size", "[node]\n\nmax_body = \"lots\"\n", "node.max_body"),
@@ -39,6 +39,16 @@ fn check_config_exits_2_naming_the_field_and_line_of_each_mistake() {
         ("unknown policy", "[[services]]\nname = \"a\"\nrate_limit = \"gold\"\n", "services[0].rate_limit (line 3)"),
         ("public admin without token", "[node]\nadmin_listen = \"0.0.0.0:9901\"\n", "admin.token"),
         ("syntax error", "[node\nlisten = 1\n", "line 1"),
+        (
+            "bad public key",
+            "[auth.jwt]\nalgorithms = [\"RS256\"]\n[[auth.jwt.keys]]\npublic_key_pem = \"not a key\"\n",
+            "auth.jwt.keys[0].public_key_pem",
+        ),
+        (
+            "alg none",
+            "[auth.jwt]\nalgorithms = [\"none\"]\n[[auth.jwt.keys]]\nsecret = \"s\"\n",
+            "auth.jwt.algorithms[0]",
+        ),
     ];
     for (what, text, expected) in cases {
         let (code, out) = check_config(text);
@@ -160,6 +170,17 @@ async fn demo_answers_its_own_printed_curl_line() {
         let res = client().get(url).send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(header(&res, "x-gateway-node"), "demo");
+    }
+    // The printed demo token opens the JWT service; without it the answer is 401.
+    if has_curl {
+        let bearer = lines.iter().find(|l| l.contains("Authorization: Bearer")).expect("a curl line with the token");
+        let out = Command::new("sh").arg("-c").arg(format!("{bearer} -sS")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{bearer}: {text}");
+        assert!(text.contains("\"x-consumer-id\":\"demo-user\""), "{text}");
+        let without = bearer.replace(" -H 'Authorization: Bearer ", " -H 'X-Ignored: ");
+        let out = Command::new("sh").arg("-c").arg(format!("{without} -sS")).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 401"));
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -635,12 +635,42 @@ fn validate_jwt(jwt: &JwtConfig) -> Result<(), FieldError> {
             return Err(FieldError::new(format!("{at}.kid"), format!("duplicate kid {kid:?}")));
         }
     }
-    if let Some(u) = &jwt.jwks_url
-        && !(u.starts_with("http://") || u.starts_with("https://"))
-    {
-        return Err(FieldError::new("auth.jwt.jwks_url", "must be an http(s) URL"));
+    if jwt.jwks_url.is_some() {
+        return Err(FieldError::new(
+            "auth.jwt.jwks_url",
+            "JWKS fetching is not supported by this version yet; configure keys",
+        ));
+    }
+    if let Err((i, message)) = actors::auth::JwtVerifier::new(&jwt.settings()) {
+        return Err(FieldError::new(format!("auth.jwt.keys[{i}].public_key_pem"), message));
     }
     Ok(())
+}
+
+impl JwtConfig {
+    /// The verifier settings this section describes.
+    pub fn settings(&self) -> actors::auth::JwtSettings {
+        use actors::auth::{KeyMaterial, KeySpec};
+        actors::auth::JwtSettings {
+            algorithms: self.algorithms.clone(),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway_secs: self.leeway.get().as_secs(),
+            role_claim: self.role_claim.clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| KeySpec {
+                    kid: k.kid.clone(),
+                    material: match (&k.secret, &k.public_key_pem) {
+                        (Some(secret), _) => KeyMaterial::Secret(secret.expose().as_bytes().to_vec()),
+                        (None, Some(pem)) => KeyMaterial::PublicPem(pem.expose().as_bytes().to_vec()),
+                        (None, None) => KeyMaterial::Secret(Vec::new()),
+                    },
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The field a deserialization error is about: serde's path, completed with the name of

@@ -14,10 +14,11 @@ pub mod request_id;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use actors::auth::{AuthError, AuthView, Identity};
 use actors::registry::{Route, RoutesView};
-use actors::spec::HashKey;
+use actors::spec::{AuthMode, HashKey};
 use ipnet::IpNet;
 
 use crate::error::{GatewayError, Rejected};
@@ -42,6 +43,10 @@ pub struct Pipeline {
     pub trusted_proxies: Vec<IpNet>,
     /// Write one access-log line per request.
     pub access_log: bool,
+    /// Verification inputs (keys, later consumers and revocations).
+    pub auth: AuthView,
+    /// Header carrying API keys.
+    pub api_key_header: HeaderName,
 }
 
 impl Pipeline {
@@ -52,11 +57,23 @@ impl Pipeline {
         limits: Limits,
         trusted_proxies: Vec<IpNet>,
         access_log: bool,
+        auth: AuthView,
+        api_key_header: HeaderName,
     ) -> Self {
         let node_header = HeaderValue::from_str(node_id).unwrap_or_else(|_| HeaderValue::from_static("gateway"));
         let via = HeaderValue::from_str(&format!("1.1 {node_id}"))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 gateway"));
-        Self { node_id: node_id.into(), node_header, via, routes, limits, trusted_proxies, access_log }
+        Self {
+            node_id: node_id.into(),
+            node_header,
+            via,
+            routes,
+            limits,
+            trusted_proxies,
+            access_log,
+            auth,
+            api_key_header,
+        }
     }
 }
 
@@ -65,6 +82,8 @@ impl Pipeline {
 pub struct Trace {
     /// Matched service.
     pub service: Option<Arc<str>>,
+    /// Verified consumer.
+    pub consumer: Option<String>,
     /// Upstream outcome.
     pub upstream: Outcome,
 }
@@ -105,9 +124,11 @@ async fn run(
     let path = normalize::path(req.path());
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
+    let identity = authenticate(req, &route, cx)?;
+    trace.consumer = identity.as_ref().map(|i| i.consumer.clone());
     let body = limits::body_kind(req, &cx.limits)?;
     let addr = forwarded::client_addr(req, &cx.trusted_proxies);
-    let hash_key = hash_key(req, &route, &addr);
+    let hash_key = hash_key(req, &route, &addr, identity.as_ref());
     let forward = Forward {
         req,
         route: &route,
@@ -118,6 +139,7 @@ async fn run(
         hash_key: hash_key.as_deref(),
         limits: &cx.limits,
         started,
+        identity: identity.as_ref(),
     };
     proxy::forward(forward, payload, body, client, &mut trace.upstream).await
 }
@@ -128,16 +150,49 @@ fn route(req: &HttpRequest, path: &str, routes: &RoutesView) -> Result<Arc<Route
     routes.load().find(path, host).cloned().ok_or_else(|| GatewayError::RouteNotFound(path.to_string()))
 }
 
+/// The service's `auth` step: the verified identity, `None` for `auth = none`.
+fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
+    let unauthorized = GatewayError::Unauthorized;
+    let bearer = || {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+    };
+    let api_key = || req.headers().get(&cx.api_key_header);
+    let verify_jwt = |token: &str| {
+        let auth = cx.auth.load();
+        let jwt = auth.jwt.as_ref().ok_or(unauthorized(AuthError::InvalidToken("no JWT keys configured")))?;
+        jwt.verify(token).map(Some).map_err(unauthorized)
+    };
+    match route.spec.auth {
+        AuthMode::None => Ok(None),
+        AuthMode::Jwt => verify_jwt(bearer().ok_or(unauthorized(AuthError::MissingCredentials))?),
+        // API keys are issued to consumers (admin API); until one matches, a key is invalid.
+        AuthMode::ApiKey => Err(unauthorized(match api_key() {
+            Some(_) => AuthError::InvalidApiKey,
+            None => AuthError::MissingCredentials,
+        })),
+        AuthMode::Any => match (bearer(), api_key()) {
+            (Some(token), _) => verify_jwt(token),
+            (None, Some(_)) => Err(unauthorized(AuthError::InvalidApiKey)),
+            (None, None) => Err(unauthorized(AuthError::MissingCredentials)),
+        },
+    }
+}
+
 /// The consistent-hash input for the route's balancer, if it hashes.
-fn hash_key(req: &HttpRequest, route: &Route, addr: &ClientAddr) -> Option<Vec<u8>> {
+fn hash_key(req: &HttpRequest, route: &Route, addr: &ClientAddr, identity: Option<&Identity>) -> Option<Vec<u8>> {
     let actors::spec::BalancerKind::ConsistentHash(key) = route.pool.kind() else {
         return None;
     };
     let ip = || addr.ip.map(|ip| ip.to_string().into_bytes());
     match key {
         HashKey::Ip => ip(),
-        // No verified consumer yet on this path: anonymous requests hash on the address.
-        HashKey::Consumer => ip(),
+        // Anonymous requests hash on the client address.
+        HashKey::Consumer => identity.map(|i| i.consumer.as_bytes().to_vec()).or_else(ip),
         HashKey::Header(name) => req.headers().get(name.as_str()).map(|v| v.as_bytes().to_vec()),
         HashKey::Cookie(name) => cookie(req, name).map(String::into_bytes),
     }

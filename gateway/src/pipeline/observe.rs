@@ -104,7 +104,7 @@ pub fn record(
             request_id = request_id.to_str().unwrap_or_default(),
             node = &*cx.node_id,
             service = service.as_deref().unwrap_or(NO_SERVICE),
-            consumer = tracing::field::Empty,
+            consumer = trace.consumer.as_deref(),
             method,
             path = req.path(),
             status = status.as_u16(),

@@ -1,0 +1,203 @@
+//! JWT verification: keys selected by `kid` (several at once = rotation), algorithms
+//! from config only (never `none`, never an HMAC secret for an asymmetric token), `exp`
+//! required, `nbf` / `iss` / `aud` checked with leeway, tokens over 8 KiB refused before
+//! parsing.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::{AuthError, Identity};
+
+/// Largest accepted token.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Key material as configured.
+#[derive(Clone)]
+pub enum KeyMaterial {
+    /// HMAC secret (HS*).
+    Secret(Vec<u8>),
+    /// PEM public key (RSA, EC or Ed25519).
+    PublicPem(Vec<u8>),
+}
+
+/// One configured key.
+#[derive(Clone)]
+pub struct KeySpec {
+    /// `kid`, when the key has one.
+    pub kid: Option<String>,
+    /// The material.
+    pub material: KeyMaterial,
+}
+
+/// JWT settings as configured.
+#[derive(Clone)]
+pub struct JwtSettings {
+    /// Accepted algorithm names (`HS256`, `RS256`, `ES256`, `EdDSA`, ...).
+    pub algorithms: Vec<String>,
+    /// Required issuer.
+    pub issuer: Option<String>,
+    /// Accepted audiences.
+    pub audience: Vec<String>,
+    /// Clock skew allowed.
+    pub leeway_secs: u64,
+    /// Claim carrying the tier.
+    pub role_claim: String,
+    /// Keys.
+    pub keys: Vec<KeySpec>,
+}
+
+struct Key {
+    kid: Option<String>,
+    family: AlgorithmFamily,
+    key: DecodingKey,
+}
+
+/// A ready-to-use verifier (immutable; published in the auth snapshot).
+pub struct JwtVerifier {
+    keys: Vec<Key>,
+    algorithms: Vec<Algorithm>,
+    issuer: Option<String>,
+    audience: Vec<String>,
+    leeway: u64,
+    role_claim: String,
+}
+
+/// Why a key could not be loaded: `(index of the key, message)`.
+pub type KeyError = (usize, String);
+
+fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "HS256" => Some(Algorithm::HS256),
+        "HS384" => Some(Algorithm::HS384),
+        "HS512" => Some(Algorithm::HS512),
+        "RS256" => Some(Algorithm::RS256),
+        "RS384" => Some(Algorithm::RS384),
+        "RS512" => Some(Algorithm::RS512),
+        "PS256" => Some(Algorithm::PS256),
+        "PS384" => Some(Algorithm::PS384),
+        "PS512" => Some(Algorithm::PS512),
+        "ES256" => Some(Algorithm::ES256),
+        "ES384" => Some(Algorithm::ES384),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+impl JwtVerifier {
+    /// Loads keys; errors name the key index.
+    pub fn new(s: &JwtSettings) -> Result<Self, KeyError> {
+        let algorithms = s
+            .algorithms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| parse_algorithm(a).ok_or((i, format!("unsupported algorithm {a:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = s
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let (family, key) = match &k.material {
+                    KeyMaterial::Secret(b) => (AlgorithmFamily::Hmac, DecodingKey::from_secret(b)),
+                    KeyMaterial::PublicPem(pem) => {
+                        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+                            (AlgorithmFamily::Rsa, key)
+                        } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+                            (AlgorithmFamily::Ec, key)
+                        } else if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+                            (AlgorithmFamily::Ed, key)
+                        } else {
+                            return Err((
+                                i,
+                                "public_key_pem is not an RSA, EC or Ed25519 public key in PEM".to_string(),
+                            ));
+                        }
+                    }
+                };
+                Ok(Key { kid: k.kid.clone(), family, key })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            keys,
+            algorithms,
+            issuer: s.issuer.clone(),
+            audience: s.audience.clone(),
+            leeway: s.leeway_secs,
+            role_claim: s.role_claim.clone(),
+        })
+    }
+
+    fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<&Key, AuthError> {
+        let family = alg.family();
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .filter(|k| k.family == family)
+                .ok_or(AuthError::InvalidToken("unknown key id or wrong key type for the algorithm")),
+            None => {
+                let mut fitting = self.keys.iter().filter(|k| k.family == family);
+                match (fitting.next(), fitting.next()) {
+                    (Some(k), None) => Ok(k),
+                    (None, _) => Err(AuthError::InvalidToken("no key for the token's algorithm")),
+                    (Some(_), Some(_)) => Err(AuthError::InvalidToken("token has no kid and several keys fit")),
+                }
+            }
+        }
+    }
+
+    /// Verifies a compact JWS and returns the identity it carries.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::InvalidToken("token larger than 8 KiB"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(AuthError::InvalidToken("algorithm not accepted"));
+        }
+        let key = self.key_for(header.alg, header.kid.as_deref())?;
+        let mut v = Validation::new(header.alg);
+        v.leeway = self.leeway;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.required_spec_claims = HashSet::from(["exp".to_string()]);
+        match &self.issuer {
+            Some(iss) => v.set_issuer(&[iss]),
+            None => v.iss = None,
+        }
+        if self.audience.is_empty() {
+            v.validate_aud = false;
+        } else {
+            v.set_audience(&self.audience);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::TokenExpired,
+                ErrorKind::ImmatureSignature => AuthError::InvalidToken("token not yet valid"),
+                ErrorKind::InvalidIssuer => AuthError::InvalidToken("wrong issuer"),
+                ErrorKind::InvalidAudience => AuthError::InvalidToken("wrong audience"),
+                ErrorKind::InvalidSignature => AuthError::InvalidToken("bad signature"),
+                ErrorKind::MissingRequiredClaim(_) => AuthError::InvalidToken("missing exp"),
+                _ => AuthError::InvalidToken("invalid token"),
+            }
+        })?;
+        let claims = data.claims;
+        let sub = claims.sub.filter(|s| !s.is_empty()).ok_or(AuthError::InvalidToken("token has no sub"))?;
+        let tier = claims.extra.get(&self.role_claim).and_then(|v| v.as_str()).map(str::to_string);
+        Ok(Identity { consumer: sub, tier, jti: claims.jti, exp: claims.exp, iat: claims.iat })
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    jti: Option<String>,
+    exp: Option<u64>,
+    iat: Option<u64>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}

@@ -1,0 +1,128 @@
+//! Black-box tests of authentication on the request path (SPEC §5, §16): JWT services
+//! answer 401 with the right code and challenge, and pass the verified identity upstream.
+
+use cluster_tests::{GatewayProcess, MockUpstream, client};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp as now};
+use serde_json::{Value, json};
+
+const SECRET: &str = "black-box-secret";
+
+fn gateway(up: &MockUpstream) -> GatewayProcess {
+    GatewayProcess::start(&format!(
+        r#"
+[node]
+id = "gw-auth"
+workers = 1
+[auth.jwt]
+algorithms = ["HS256"]
+issuer = "https://issuer.example"
+audience = ["api"]
+role_claim = "role"
+[[auth.jwt.keys]]
+kid = "k1"
+secret = "{SECRET}"
+[[services]]
+name = "secure"
+auth = "jwt"
+endpoints = ["{url}"]
+[[services]]
+name = "keys"
+auth = "api_key"
+endpoints = ["{url}"]
+[[services]]
+name = "open"
+endpoints = ["{url}"]
+"#,
+        url = up.url()
+    ))
+}
+
+fn token(patch: Value) -> String {
+    let mut claims =
+        json!({"sub": "alice", "role": "premium", "iss": "https://issuer.example", "aud": "api", "exp": now() + 600});
+    for (k, v) in patch.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    encode(&h, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+async fn call(gw: &GatewayProcess, path: &str, bearer: Option<&str>) -> (u16, String, Value) {
+    let mut req = client()
+        .get(gw.url(path))
+        .insert_header(("X-Consumer-Id", "spoofed"))
+        .insert_header(("X-Consumer-Tier", "gold"));
+    if let Some(t) = bearer {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut res = req.send().await.unwrap();
+    let challenge = res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let body = serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null);
+    (res.status().as_u16(), challenge, body)
+}
+
+#[actix_rt::test]
+async fn a_valid_token_passes_and_the_verified_identity_replaces_spoofed_headers() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&up);
+    let (status, _, _) = call(&gw, "/api/secure/me", Some(&token(json!({})))).await;
+    assert_eq!(status, 200);
+    let seen = &up.recorded()[0];
+    assert_eq!(seen.headers_named("x-consumer-id"), vec!["alice"]);
+    assert_eq!(seen.headers_named("x-consumer-tier"), vec!["premium"]);
+
+    // Open services never forward client-sent identity headers either.
+    let (status, _, _) = call(&gw, "/api/open/", None).await;
+    assert_eq!(status, 200);
+    assert!(up.recorded()[1].header("x-consumer-id").is_none());
+}
+
+#[actix_rt::test]
+async fn bad_credentials_get_401_with_the_right_code_and_challenge() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&up);
+    let (status, challenge, body) = call(&gw, "/api/secure/me", None).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("missing_credentials")));
+    assert_eq!(challenge, r#"Bearer realm="gateway""#);
+    assert!(body["request_id"].is_string());
+
+    let cases = [
+        ("expired", token(json!({"exp": now() - 3600})), "token_expired"),
+        ("not yet valid", token(json!({"nbf": now() + 3600})), "invalid_token"),
+        ("wrong issuer", token(json!({"iss": "https://evil.example"})), "invalid_token"),
+        ("wrong audience", token(json!({"aud": "web"})), "invalid_token"),
+        ("garbage", "not.a.jwt".to_string(), "invalid_token"),
+        ("oversized", token(json!({"pad": "x".repeat(9000)})), "invalid_token"),
+    ];
+    for (what, t, code) in cases {
+        let (status, challenge, body) = call(&gw, "/api/secure/me", Some(&t)).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some(code)), "{what}");
+        assert_eq!(challenge, r#"Bearer realm="gateway", error="invalid_token""#, "{what}");
+    }
+    let forged = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        encode(
+            &h,
+            &json!({"sub": "alice", "exp": now() + 600, "iss": "https://issuer.example", "aud": "api"}),
+            &EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap()
+    };
+    let (status, _, body) = call(&gw, "/api/secure/me", Some(&forged)).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(up.count(), 0, "a refused request reached the upstream");
+}
+
+#[actix_rt::test]
+async fn api_key_services_refuse_unknown_keys() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&up);
+    let (status, _, body) = call(&gw, "/api/keys/", None).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("missing_credentials")));
+    let mut res = client().get(gw.url("/api/keys/")).insert_header(("X-API-Key", "made-up")).send().await.unwrap();
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!((res.status().as_u16(), body["error"].as_str()), (401, Some("invalid_api_key")));
+    assert_eq!(up.count(), 0);
+}
