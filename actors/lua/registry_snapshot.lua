@@ -1,7 +1,7 @@
 -- A consistent copy of the whole registry in one round trip.
--- KEYS[1] version counter   KEYS[2] set of service names
+-- KEYS[1] version counter   KEYS[2] set of service names   KEYS[3] epoch marker
 -- ARGV[1] service hash key prefix   ARGV[2] instances hash key prefix   ARGV[3] health hash key prefix
--- Returns {version or false, {{name, spec, source, instances-flat, health-flat}, ...}}
+-- Returns {version or false, {{name, spec, source, instances-flat, health-flat}, ...}, epoch or false}
 local version = redis.call('GET', KEYS[1])
 local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -11,4 +11,4 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
       redis.call('HGETALL', ARGV[2] .. name), redis.call('HGETALL', ARGV[3] .. name)})
   end
 end
-return {version, out}
+return {version, out, redis.call('GET', KEYS[3])}

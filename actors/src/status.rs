@@ -40,6 +40,7 @@ struct Inner {
     registry_loaded: AtomicBool,
     live_nodes: AtomicU32,
     leader: AtomicBool,
+    auth_loaded: AtomicBool,
 }
 
 /// Shared status board (cheap to clone).
@@ -55,6 +56,7 @@ impl NodeStatus {
             registry_loaded: AtomicBool::new(true),
             live_nodes: AtomicU32::new(1),
             leader: AtomicBool::new(true),
+            auth_loaded: AtomicBool::new(true),
         }))
     }
 
@@ -66,6 +68,7 @@ impl NodeStatus {
             registry_loaded: AtomicBool::new(false),
             live_nodes: AtomicU32::new(1),
             leader: AtomicBool::new(false),
+            auth_loaded: AtomicBool::new(false),
         }))
     }
 
@@ -118,9 +121,14 @@ impl NodeStatus {
         self.0.registry_loaded.load(Ordering::Relaxed)
     }
 
-    /// Ready to serve: registry loaded and Redis reachable (or memory mode).
+    /// Records that consumers, keys and revocations loaded.
+    pub fn set_auth_loaded(&self) {
+        self.0.auth_loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready to serve: registry and revocations loaded, Redis reachable (or memory mode).
     pub fn ready(&self) -> bool {
-        self.registry_loaded() && self.redis_state() != RedisState::Down
+        self.registry_loaded() && self.0.auth_loaded.load(Ordering::Relaxed) && self.redis_state() != RedisState::Down
     }
 
     /// Live nodes last counted in the membership set (at least 1).

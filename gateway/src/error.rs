@@ -16,6 +16,9 @@ pub enum GatewayError {
     /// Missing or bad credentials.
     #[error("{0}")]
     Unauthorized(actors::auth::AuthError),
+    /// Authenticated, but not allowed to call this service/method.
+    #[error("{0}")]
+    Forbidden(String),
     /// No service matches the path/host.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -53,6 +56,7 @@ impl GatewayError {
         match self {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),

@@ -8,7 +8,7 @@ use actix::Actor;
 use actix_web::http::KeepAlive;
 use actix_web::http::header::HeaderName;
 use actix_web::{App, HttpServer, web};
-use actors::auth::{AuthGuard, AuthState, AuthView, JwtVerifier};
+use actors::auth::{AuthGuard, AuthStore, AuthView, JwtVerifier};
 use actors::health_check::HealthChecker;
 use actors::membership::{Leave, Membership};
 use actors::redis::events::{event_stream, spawn_subscriber};
@@ -86,15 +86,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         .start();
     HealthChecker::new(routes.clone(), registry.clone(), status.clone()).start();
     let membership = Membership::new(&node_id, config.node.listen.to_string(), store.clone(), status.clone()).start();
-    if let Some(store) = &store {
-        let store = store.clone();
-        let recipients = vec![registry.clone().recipient()];
-        let stream = events.clone();
-        actix_rt::spawn(async move {
-            store.connect_with_retry().await;
-            spawn_subscriber(store, recipients, stream);
-        });
-    }
 
     let health = web::Data::new(Health { node: Arc::clone(&node), status: status.clone() });
     let n = &config.node;
@@ -111,7 +102,17 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         ),
         None => None,
     };
-    AuthGuard::new(AuthState { jwt }, auth_view.clone()).start();
+    let auth_store = store.as_ref().map(|s| AuthStore::new(s.for_actor("auth"), Arc::clone(&node)));
+    let auth_guard = AuthGuard::new(jwt, auth_store, auth_view.clone(), status.clone()).start();
+    if let Some(store) = &store {
+        let store = store.clone();
+        let recipients = vec![registry.clone().recipient(), auth_guard.clone().recipient()];
+        let stream = events.clone();
+        actix_rt::spawn(async move {
+            store.connect_with_retry().await;
+            spawn_subscriber(store, recipients, stream);
+        });
+    }
     let api_key_header = HeaderName::from_bytes(config.auth.api_key.header.as_bytes()).map_err(|_| {
         StartError::Auth(format!("auth.api_key.header {:?} is not a header name", config.auth.api_key.header))
     })?;
@@ -127,16 +128,20 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
 
+    let guard_data = web::Data::new(auth_guard.clone());
     let main = {
         let pipeline = pipeline.clone();
+        let guard_data = guard_data.clone();
         let health = health.clone();
         HttpServer::new(move || {
             App::new()
                 .app_data(pipeline.clone())
                 .app_data(health.clone())
+                .app_data(guard_data.clone())
                 .app_data(web::Data::new(proxy::client()))
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
+                .route("/auth/logout", web::post().to(pipeline::logout::logout))
                 .default_service(web::to(pipeline::entry))
         })
         .workers(workers)
@@ -160,6 +165,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         jwt_configured: config.auth.jwt.is_some(),
         events,
         registry_store,
+        auth: auth_guard,
+        auth_view: pipeline.auth.clone(),
     });
     let admin = {
         let health = health.clone();

@@ -30,6 +30,12 @@ impl Keys {
         format!("{}{{registry}}:version", self.prefix)
     }
 
+    /// Random id written when a node seeds an empty registry; when it changes or
+    /// disappears, Redis has lost (or replaced) its data and file services are rewritten.
+    pub fn registry_epoch(&self) -> String {
+        format!("{}{{registry}}:epoch", self.prefix)
+    }
+
     /// Set of service names.
     pub fn registry_services(&self) -> String {
         format!("{}{{registry}}:services", self.prefix)
@@ -68,6 +74,26 @@ impl Keys {
     /// Capped list of recent registry events (newest first), for SSE resume.
     pub fn registry_log(&self) -> String {
         format!("{}{{registry}}:log", self.prefix)
+    }
+
+    /// Consumers: id → consumer JSON.
+    pub fn auth_consumers(&self) -> String {
+        format!("{}{{auth}}:consumers", self.prefix)
+    }
+
+    /// API keys: SHA-256 (hex) of the key → `{"key_id","consumer","name","created_at"}`.
+    pub fn auth_keys(&self) -> String {
+        format!("{}{{auth}}:keys", self.prefix)
+    }
+
+    /// Revoked token ids (or token hashes), scored by the token's expiry (unix s).
+    pub fn auth_revoked(&self) -> String {
+        format!("{}{{auth}}:revoked", self.prefix)
+    }
+
+    /// Subject cutoffs: sub → unix seconds; tokens of sub issued before are revoked.
+    pub fn auth_cutoffs(&self) -> String {
+        format!("{}{{auth}}:cutoffs", self.prefix)
     }
 
     /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).

@@ -23,3 +23,12 @@ pub static INSTANCE_SWEEP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/instance_sweep.lua")));
 /// Take or keep the leader lease.
 pub static LEADER_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/leader_renew.lua")));
+/// Consistent read of consumers, keys, revocations and cutoffs.
+pub static AUTH_SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/auth_snapshot.lua")));
+/// Delete a consumer with its keys.
+pub static AUTH_DELETE_CONSUMER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/auth_delete_consumer.lua")));
+/// Record and publish a revocation.
+pub static AUTH_REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/auth_revoke.lua")));
+/// Create / replace / update / delete one auth record and publish it.
+pub static AUTH_PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/auth_put.lua")));

@@ -115,7 +115,8 @@ pub struct ServiceRegistry {
     backend: Backend,
     /// Services from the config file: upserted at start and after Redis lost its data.
     seeds: Vec<ServiceSpec>,
-    seeded: bool,
+    /// Data epoch last seen in Redis (see `Keys::registry_epoch`).
+    epoch: Option<String>,
     status: NodeStatus,
     /// Memory mode: where change events go (Redis mode publishes through Redis).
     local_events: Option<(EventStream, Arc<str>)>,
@@ -137,7 +138,7 @@ impl ServiceRegistry {
             view,
             backend,
             seeds: services.clone(),
-            seeded: false,
+            epoch: None,
             status,
             local_events: None,
         };
@@ -381,24 +382,30 @@ impl Handler<Resync> for ServiceRegistry {
         let store = store.clone();
         let seeds: Vec<(String, String)> =
             self.seeds.iter().map(|s| (s.name.to_string(), serde_json::to_string(s).unwrap_or_default())).collect();
-        let seeded = self.seeded;
+        let known_epoch = self.epoch.clone();
         let fut = async move {
-            let mut snap = store.snapshot().await?;
-            // Seed at start, and again whenever Redis has lost the registry entirely.
-            if !seeded || snap.is_none() {
-                for (name, json) in &seeds {
-                    store.write(WriteOp::Upsert, name, json, Source::Config).await.map_err(|e| match e {
-                        RegistryError::Store(s) => s,
-                        other => StoreError::Reply(other.to_string()),
-                    })?;
+            let (mut version, mut stored, epoch) = store.snapshot().await?;
+            // Seed at start, and again whenever the data epoch changed: Redis lost (or
+            // replaced) its data, even if another node has written into it since.
+            let epoch = match epoch {
+                Some(e) if known_epoch.as_deref() == Some(e.as_str()) => e,
+                _ => {
+                    for (name, json) in &seeds {
+                        store.write(WriteOp::Upsert, name, json, Source::Config).await.map_err(|e| match e {
+                            RegistryError::Store(s) => s,
+                            other => StoreError::Reply(other.to_string()),
+                        })?;
+                    }
+                    let epoch = store.ensure_epoch().await?;
+                    (version, stored, _) = store.snapshot().await?;
+                    epoch
                 }
-                snap = store.snapshot().await?;
-            }
-            Ok::<_, StoreError>(snap.unwrap_or((0, Vec::new())))
+            };
+            Ok::<_, StoreError>((version, stored, epoch))
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((version, stored)) => {
-                act.seeded = true;
+            Ok((version, stored, epoch)) => {
+                act.epoch = Some(epoch);
                 act.services = stored
                     .into_iter()
                     .filter_map(|st| parse_stored(st).map(|e| (e.spec.name.to_string(), e)))

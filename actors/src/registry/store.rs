@@ -134,15 +134,16 @@ impl RegistryStore {
         }
     }
 
-    /// A consistent copy: `None` when Redis holds no registry at all (fresh or lost data).
-    pub async fn snapshot(&self) -> Result<Option<(u64, Vec<StoredService>)>, StoreError> {
+    /// A consistent copy (version 0 when empty) and the data epoch (`None`: never seeded,
+    /// or Redis lost its data).
+    pub async fn snapshot(&self) -> Result<(u64, Vec<StoredService>, Option<String>), StoreError> {
         let k = self.store.keys();
         type Row = (String, String, String, Vec<(String, String)>, Vec<(String, String)>);
-        let reply: (Option<u64>, Vec<Row>) = self
+        let reply: (Option<u64>, Vec<Row>, Option<String>) = self
             .store
             .script(
                 &scripts::REGISTRY_SNAPSHOT,
-                &[k.registry_version(), k.registry_services()],
+                &[k.registry_version(), k.registry_services(), k.registry_epoch()],
                 &[&k.registry_service_prefix(), &k.registry_instances_prefix(), &k.registry_health_prefix()],
             )
             .await?;
@@ -153,7 +154,16 @@ impl RegistryStore {
             instances,
             health,
         });
-        Ok(reply.0.map(|v| (v, rows.collect())))
+        Ok((reply.0.unwrap_or(0), rows.collect(), reply.2))
+    }
+
+    /// Marks the data as seeded (first writer wins) and answers the epoch in force.
+    pub async fn ensure_epoch(&self) -> Result<String, StoreError> {
+        let key = self.store.keys().registry_epoch();
+        let fresh = uuid_like();
+        let _: Option<String> = self.store.query(redis::cmd("SET").arg(&key).arg(&fresh).arg("NX")).await?;
+        let current: Option<String> = self.store.query(redis::cmd("GET").arg(&key)).await?;
+        current.ok_or_else(|| StoreError::Reply("epoch vanished".into()))
     }
 
     /// One service (`None` when deleted) with the current version.
@@ -265,4 +275,9 @@ fn int(v: &Value) -> Option<u64> {
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
         _ => None,
     }
+}
+
+fn uuid_like() -> String {
+    let r: [u8; 16] = rand::random();
+    r.iter().map(|b| format!("{b:02x}")).collect()
 }

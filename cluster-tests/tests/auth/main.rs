@@ -126,3 +126,122 @@ async fn api_key_services_refuse_unknown_keys() {
     assert_eq!((res.status().as_u16(), body["error"].as_str()), (401, Some("invalid_api_key")));
     assert_eq!(up.count(), 0);
 }
+
+async fn admin(method: &str, gw: &GatewayProcess, path: &str, body: Option<Value>) -> (u16, Value) {
+    let req = client().request(method.parse().unwrap(), gw.admin_url(path));
+    let mut res = match body {
+        Some(b) => req.send_json(&b).await.unwrap(),
+        None => req.send().await.unwrap(),
+    };
+    let status = res.status().as_u16();
+    (status, serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null))
+}
+
+async fn with_key(gw: &GatewayProcess, path: &str, key: &str) -> (u16, Value) {
+    let mut res = client()
+        .get(gw.url(path))
+        .insert_header(("X-API-Key", key))
+        .insert_header(("X-Consumer-Id", "spoofed"))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null))
+}
+
+#[actix_rt::test]
+async fn api_key_lifecycle_create_use_disable_forbid_delete() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&up);
+    let (s, c) = admin(
+        "POST",
+        &gw,
+        "/admin/consumers",
+        Some(json!({"id": "acme", "tier": "premium", "permissions": {"services": ["keys"], "methods": ["get"]}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(
+        c,
+        json!({"id": "acme", "tier": "premium", "enabled": true, "permissions": {"services": ["keys"], "methods": ["GET"]}})
+    );
+    let (s, dup) = admin("POST", &gw, "/admin/consumers", Some(json!({"id": "acme"}))).await;
+    assert_eq!((s, dup["error"].as_str()), (409, Some("conflict")));
+
+    let (s, created) = admin("POST", &gw, "/admin/consumers/acme/keys", Some(json!({"name": "ci"}))).await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.len() >= 40);
+    assert!(created["key_id"].is_string());
+    // The key is shown once: listing the consumer never reveals it.
+    let (_, listed) = admin("GET", &gw, "/admin/consumers", None).await;
+    assert!(!listed.to_string().contains(&key));
+
+    let (s, _) = with_key(&gw, "/api/keys/data", &key).await;
+    assert_eq!(s, 200);
+    let seen = up.recorded().pop().unwrap();
+    assert_eq!(seen.headers_named("x-consumer-id"), vec!["acme"]);
+    assert_eq!(seen.header("x-consumer-tier"), Some("premium"));
+    assert_eq!(seen.header("x-api-key"), Some(key.as_str()));
+
+    // Permission: POST is not among the consumer's methods.
+    let mut res =
+        client().post(gw.url("/api/keys/data")).insert_header(("X-API-Key", key.as_str())).send().await.unwrap();
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!((res.status().as_u16(), body["error"].as_str()), (403, Some("forbidden")));
+
+    let (s, _) = admin("PATCH", &gw, "/admin/consumers/acme", Some(json!({"enabled": false}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(with_key(&gw, "/api/keys/data", &key).await.1["error"], "consumer_disabled");
+    let (s, _) = admin("PATCH", &gw, "/admin/consumers/acme", Some(json!({"enabled": true}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(with_key(&gw, "/api/keys/data", &key).await.0, 200);
+
+    let key_id = created["key_id"].as_str().unwrap();
+    let (s, _) = admin("DELETE", &gw, &format!("/admin/consumers/acme/keys/{key_id}"), None).await;
+    assert_eq!(s, 204);
+    assert_eq!(with_key(&gw, "/api/keys/data", &key).await.1["error"], "invalid_api_key");
+
+    let (_, again) = admin("POST", &gw, "/admin/consumers/acme/keys", None).await;
+    let key2 = again["key"].as_str().unwrap().to_string();
+    assert_eq!(with_key(&gw, "/api/keys/data", &key2).await.0, 200);
+    let (s, _) = admin("DELETE", &gw, "/admin/consumers/acme", None).await;
+    assert_eq!(s, 204);
+    assert_eq!(with_key(&gw, "/api/keys/data", &key2).await.1["error"], "invalid_api_key");
+    let (s, bad) = admin("POST", &gw, "/admin/consumers", Some(json!({"id": "bad id"}))).await;
+    assert_eq!((s, bad["field"].as_str()), (400, Some("id")));
+}
+
+#[actix_rt::test]
+async fn logout_revokes_the_token_and_admin_can_revoke_a_subject() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&up);
+    let t = token(json!({"jti": "session-1", "iat": now()}));
+    assert_eq!(call(&gw, "/api/secure/", Some(&t)).await.0, 200);
+    let res = client()
+        .post(gw.url("/auth/logout"))
+        .insert_header(("Authorization", format!("Bearer {t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (s, _, body) = call(&gw, "/api/secure/", Some(&t)).await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("token_revoked")));
+    let res = client()
+        .post(gw.url("/auth/logout"))
+        .insert_header(("Authorization", format!("Bearer {t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "logout is idempotent");
+    let res = client().post(gw.url("/auth/logout")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    let older = token(json!({"sub": "bob", "iat": now() - 60}));
+    assert_eq!(call(&gw, "/api/secure/", Some(&older)).await.0, 200);
+    let (s, body) = admin("POST", &gw, "/admin/revocations", Some(json!({"sub": "bob"}))).await;
+    assert_eq!((s, body), (201, json!({"revoked": 1})));
+    assert_eq!(call(&gw, "/api/secure/", Some(&older)).await.2["error"], "token_revoked");
+    let (s, body) = admin("POST", &gw, "/admin/revocations", Some(json!({"jti": "x", "sub": "y"}))).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("validation_failed")));
+}

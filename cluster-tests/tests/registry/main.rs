@@ -188,8 +188,8 @@ async fn nodes_keep_routing_while_redis_is_down_and_resync_when_it_returns() {
     .await;
     assert!(created.is_some());
     for n in &nodes {
-        assert!(routes_to(n, "/api/after/x", Some("up")).await);
-        assert!(routes_to(n, "/api/seed/x", Some("up")).await);
+        assert!(routes_to(n, "/api/after/x", Some("up")).await, "after: {}", n.log_text());
+        assert!(routes_to(n, "/api/seed/x", Some("up")).await, "seed: {}", n.log_text());
     }
 }
 

@@ -60,6 +60,18 @@ impl From<RegistryError> for AdminError {
     }
 }
 
+impl From<actors::auth::AuthAdminError> for AdminError {
+    fn from(e: actors::auth::AuthAdminError) -> Self {
+        use actors::auth::AuthAdminError as E;
+        match e {
+            E::Invalid(f) => Self::validation(f.field, f.message),
+            E::Exists(id) => Self::conflict("id", format!("consumer {id:?} already exists")),
+            E::NotFound(what) => Self::not_found(format!("{what} not found")),
+            E::Store(s) => Self::unavailable(format!("auth storage unavailable: {s}")),
+        }
+    }
+}
+
 impl From<actix::MailboxError> for AdminError {
     fn from(e: actix::MailboxError) -> Self {
         Self { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable", message: e.to_string(), field: None }

@@ -2,6 +2,7 @@
 //! `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
+mod consumers;
 mod error;
 mod events;
 mod instances;
@@ -50,6 +51,10 @@ pub struct AdminState {
     pub events: actors::redis::events::EventStream,
     /// Registry storage, for replaying the event log (Redis mode).
     pub registry_store: Option<actors::registry::RegistryStore>,
+    /// The auth actor (consumers, keys, revocations).
+    pub auth: Addr<actors::auth::AuthGuard>,
+    /// The auth snapshot.
+    pub auth_view: actors::auth::AuthView,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
 }
@@ -63,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(require_token))
                 .configure(services::routes)
                 .configure(instances::routes)
+                .configure(consumers::routes)
                 .configure(nodes::routes)
                 .configure(events::routes)
                 .configure(openapi::routes)

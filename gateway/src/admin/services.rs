@@ -118,7 +118,7 @@ async fn delete(state: web::Data<AdminState>, name: web::Path<String>) -> Result
 }
 
 /// RFC 7396 JSON merge patch.
-fn merge_patch(target: &mut Value, patch: &Value) {
+pub(super) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;

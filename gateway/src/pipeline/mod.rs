@@ -7,6 +7,7 @@
 
 pub mod forwarded;
 pub mod limits;
+pub mod logout;
 mod normalize;
 mod observe;
 pub mod request_id;
@@ -150,37 +151,46 @@ fn route(req: &HttpRequest, path: &str, routes: &RoutesView) -> Result<Arc<Route
     routes.load().find(path, host).cloned().ok_or_else(|| GatewayError::RouteNotFound(path.to_string()))
 }
 
-/// The service's `auth` step: the verified identity, `None` for `auth = none`.
+/// The service's `auth` step: the verified identity (`None` for `auth = none`), with
+/// revocations, disabled consumers and permissions applied.
 fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
-    let unauthorized = GatewayError::Unauthorized;
-    let bearer = || {
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-    };
-    let api_key = || req.headers().get(&cx.api_key_header);
-    let verify_jwt = |token: &str| {
-        let auth = cx.auth.load();
-        let jwt = auth.jwt.as_ref().ok_or(unauthorized(AuthError::InvalidToken("no JWT keys configured")))?;
-        jwt.verify(token).map(Some).map_err(unauthorized)
-    };
-    match route.spec.auth {
-        AuthMode::None => Ok(None),
-        AuthMode::Jwt => verify_jwt(bearer().ok_or(unauthorized(AuthError::MissingCredentials))?),
-        // API keys are issued to consumers (admin API); until one matches, a key is invalid.
-        AuthMode::ApiKey => Err(unauthorized(match api_key() {
-            Some(_) => AuthError::InvalidApiKey,
-            None => AuthError::MissingCredentials,
-        })),
-        AuthMode::Any => match (bearer(), api_key()) {
-            (Some(token), _) => verify_jwt(token),
-            (None, Some(_)) => Err(unauthorized(AuthError::InvalidApiKey)),
-            (None, None) => Err(unauthorized(AuthError::MissingCredentials)),
-        },
+    if route.spec.auth == AuthMode::None {
+        return Ok(None);
     }
+    let unauthorized = GatewayError::Unauthorized;
+    let auth = cx.auth.load();
+    let bearer = bearer_token(req);
+    let api_key = req.headers().get(&cx.api_key_header);
+    let verify_jwt = |token: &str| {
+        let jwt = auth.jwt.as_ref().ok_or(unauthorized(AuthError::InvalidToken("no JWT keys configured")))?;
+        let id = jwt.verify(token).map_err(unauthorized)?;
+        auth.dir.check_token(id, token).map_err(unauthorized)
+    };
+    let verify_key = |key: &HeaderValue| auth.dir.api_key(key.as_bytes()).map_err(unauthorized);
+    let identity = match (route.spec.auth, bearer, api_key) {
+        (AuthMode::Jwt | AuthMode::Any, Some(token), _) => verify_jwt(token)?,
+        (AuthMode::ApiKey | AuthMode::Any, _, Some(key)) => verify_key(key)?,
+        _ => return Err(unauthorized(AuthError::MissingCredentials)),
+    };
+    if !auth.dir.permitted(&identity.consumer, &route.name, req.method().as_str()) {
+        return Err(GatewayError::Forbidden(format!(
+            "consumer {:?} may not {} {}",
+            identity.consumer,
+            req.method(),
+            route.name
+        )));
+    }
+    Ok(Some(identity))
+}
+
+/// `Authorization: Bearer <token>`, scheme case-insensitive.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }
 
 /// The consistent-hash input for the route's balancer, if it hashes.
