@@ -20,12 +20,11 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 
-IMPLEMENTED=(direct nginx_proxy passthrough)
-DEFAULT_SCENARIOS=(direct nginx_proxy passthrough)
+IMPLEMENTED=(direct nginx_proxy passthrough full)
+DEFAULT_SCENARIOS=(direct nginx_proxy passthrough full)
 
 # Planned scenarios and the feature each one waits for.
 declare -A PLANNED=(
-  [full]="JWT auth + Redis rate limiting in the gateway"
   [cached]="JWT auth + rate limit + response cache in the gateway"
   [three_nodes]="cluster mode (3 gateways behind HAProxy)"
 )
@@ -85,6 +84,7 @@ want() { printf '%s\n' "${SCENARIOS[@]}" | grep -qx -- "$1"; }
 NEED_NGINX=0; NEED_GATEWAY=0
 want nginx_proxy && NEED_NGINX=1
 want passthrough && NEED_GATEWAY=1
+want full && NEED_GATEWAY=1
 
 # ---- tools ----------------------------------------------------------------------------
 APT_UPDATED=0
@@ -154,10 +154,11 @@ wait_http() {
   die "$name not ready at $url after 30 s (see $TMP/$name.log)"
 }
 
-# check_ok URL NAME: one request must return 200 with body "ok".
+HDR=()
+# check_ok URL NAME: one request must return 200 with body "ok" (sends HDR's headers).
 check_ok() {
   local body code
-  body=$(curl -s --max-time 5 -w '\n%{http_code}' "$1" || true)
+  body=$(curl -s --max-time 5 "${HDR[@]}" -w '\n%{http_code}' "$1" || true)
   code=${body##*$'\n'}
   body=${body%$'\n'*}
   [ "$code" = 200 ] || die "$2: GET $1 returned HTTP $code (body: ${body:0:200})"
@@ -209,6 +210,17 @@ EOF
 fi
 
 if [ $NEED_GATEWAY = 1 ]; then
+  JWT_SECRET=bench-$(date +%s)-$RANDOM
+  # An HS256 token for the `full` scenario, signed with the standard library only.
+  BENCH_TOKEN=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
+body = b64(json.dumps({"sub": "bench", "role": "free", "exp": int(time.time()) + 3600}).encode())
+sig = b64(hmac.new(os.environ["JWT_SECRET"].encode(), head + b"." + body, hashlib.sha256).digest())
+print((head + b"." + body + b"." + sig).decode())
+PY
+)
   pick_port GATEWAY_PORT 18080
   pick_port ADMIN_PORT 18081
   cat >"$TMP/gateway.toml" <<EOF
@@ -224,10 +236,23 @@ access_log = false
 format = "json"
 level = "warn"
 
+[auth.jwt]
+algorithms = ["HS256"]
+[[auth.jwt.keys]]
+kid = "bench"
+secret = "$JWT_SECRET"
+
 [[services]]
 name = "bench"
 prefix = "/"
 strip_prefix = false
+endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
+
+# full: the same upstream behind JWT verification (rate limiting joins when it lands).
+[[services]]
+name = "secure"
+prefix = "/secure"
+auth = "jwt"
 endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
 EOF
   log "starting gateway on 127.0.0.1:$GATEWAY_PORT (admin $ADMIN_PORT, 1 worker)"
@@ -242,6 +267,7 @@ url_for() {
     direct) echo "http://127.0.0.1:$UPSTREAM_PORT/bench" ;;
     nginx_proxy) echo "http://127.0.0.1:$NGINX_PORT/bench" ;;
     passthrough) echo "http://127.0.0.1:$GATEWAY_PORT/bench" ;;
+    full) echo "http://127.0.0.1:$GATEWAY_PORT/secure/bench" ;;
   esac
 }
 
@@ -273,13 +299,15 @@ declare -A RPS P50 P99 NON2XX SOCKERR
 FAILED=()
 for s in "${SCENARIOS[@]}"; do
   url=$(url_for "$s")
+  HDR=()
+  [ "$s" != full ] || HDR=(-H "Authorization: Bearer $BENCH_TOKEN")
   check_ok "$url" "$s"
   log "$s: warm-up wrk -t$THREADS -c$CONNECTIONS -d$WARMUP $url"
-  run_wrk "$TMP/$s.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" \
+  run_wrk "$TMP/$s.warmup.txt" "${HDR[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" \
     || die "$s: wrk warm-up failed: $(cat "$TMP/$s.warmup.txt")"
   log "$s: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $url"
   out=$TMP/$s.wrk.txt
-  run_wrk "$out" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" \
+  run_wrk "$out" "${HDR[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" \
     || die "$s: wrk failed: $(cat "$out")"
   sed 's/^/    /' "$out" >&2
 
@@ -371,6 +399,11 @@ MD=$RESULTS/$STAMP.md
       "${r/null/-}" "${q/null/-}" "$((NON2XX[$s] + SOCKERR[$s]))"
   done
   for s in "${SKIPPED[@]}"; do printf '| %s | skipped: needs %s | | | | | |\n' "$s" "${PLANNED[$s]}"; done
+  if want full && want passthrough; then
+    full_ok=$(awk -v a="${RPS[full]}" -v b="${RPS[passthrough]}" 'BEGIN { print (a >= 0.9 * b) ? "met" : "NOT met" }')
+    echo
+    echo "JWT verification cost (full vs passthrough): rps $full_ok for >= 0.9 x ($(ratio "${RPS[full]}" "${RPS[passthrough]}") x)"
+  fi
   if want passthrough && [ -n "$NG_RPS" ]; then
     rps_ok=$(awk -v a="${RPS[passthrough]}" -v b="$NG_RPS" 'BEGIN { print (a >= 0.8 * b) ? "met" : "NOT met" }')
     p99_ok=$(awk -v a="${P99[passthrough]}" -v b="$NG_P99" 'BEGIN { print (a <= 1.5 * b) ? "met" : "NOT met" }')

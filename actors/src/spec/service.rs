@@ -200,13 +200,13 @@ pub enum CacheScope {
 #[serde(deny_unknown_fields)]
 pub struct CacheSpec {
     /// Freshness used when the response carries none of its own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub ttl: Option<HumanDuration>,
     /// Response statuses that may be stored.
     #[serde(default = "default_cache_statuses")]
     pub statuses: Vec<u16>,
     /// Sharing scope; default `consumer` for authenticated services, `shared` otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub scope: Option<CacheScope>,
 }
 
@@ -504,16 +504,16 @@ pub struct ServiceSpec {
     #[serde(default = "one")]
     pub retries: u32,
     /// Response caching.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cache: Option<CacheSpec>,
     /// Active health checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub health_check: Option<HealthCheckSpec>,
     /// Per-endpoint circuit breakers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
     /// Job queue for heavy endpoints.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub queue: Option<QueueSpec>,
 }
 

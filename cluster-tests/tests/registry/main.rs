@@ -468,6 +468,11 @@ async fn the_openapi_document_describes_every_admin_route() {
         "/admin/services/{name}/instances/{id}/heartbeat",
         "/admin/nodes",
         "/admin/events",
+        "/admin/consumers",
+        "/admin/consumers/{id}",
+        "/admin/consumers/{id}/keys",
+        "/admin/consumers/{id}/keys/{key_id}",
+        "/admin/revocations",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

@@ -75,6 +75,35 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                 "parameters": [name, id],
                 "put": {"summary": "Extend a self-registered instance's lease", "responses": with(json!({"204": {"description": "Extended"}}), errors(&["401", "404", "503"]))}
             },
+            "/admin/consumers": {
+                "get": {"summary": "List consumers", "responses": with(json!({"200": ok("Consumers", json!({"type": "array", "items": {"$ref": "#/components/schemas/Consumer"}}))}), errors(&["401"]))},
+                "post": {"summary": "Create a consumer", "requestBody": body(json!({"$ref": "#/components/schemas/Consumer"})),
+                         "responses": with(json!({"201": ok("Created", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["400", "401", "409", "503"]))}
+            },
+            "/admin/consumers/{id}": {
+                "parameters": [id.clone()],
+                "get": {"summary": "Read a consumer", "responses": with(json!({"200": ok("Consumer", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["401", "404"]))},
+                "put": {"summary": "Replace (or create) a consumer", "requestBody": body(json!({"$ref": "#/components/schemas/Consumer"})),
+                        "responses": with(json!({"200": ok("Replaced", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["400", "401", "503"]))},
+                "patch": {"summary": "Merge-patch a consumer ({\"enabled\":false} disables)", "requestBody": body(json!({"type": "object"})),
+                          "responses": with(json!({"200": ok("Updated", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["400", "401", "404", "503"]))},
+                "delete": {"summary": "Delete a consumer and its keys", "responses": with(json!({"204": {"description": "Deleted"}}), errors(&["401", "404", "503"]))}
+            },
+            "/admin/consumers/{id}/keys": {
+                "parameters": [id.clone()],
+                "post": {"summary": "Create an API key (the key is shown once)", "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
+                         "responses": with(json!({"201": ok("Key", json!({"type": "object", "properties": {"key_id": {"type": "string"}, "key": {"type": "string"}}}))}), errors(&["400", "401", "404", "503"]))}
+            },
+            "/admin/consumers/{id}/keys/{key_id}": {
+                "parameters": [id.clone(), {"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "delete": {"summary": "Delete an API key", "responses": with(json!({"204": {"description": "Deleted"}}), errors(&["401", "404", "503"]))}
+            },
+            "/admin/revocations": {
+                "post": {"summary": "Revoke one token (jti) or every token of a subject issued before a time",
+                         "requestBody": body(json!({"type": "object", "properties": {"jti": {"type": "string"}, "exp": {"type": "string", "format": "date-time"},
+                             "sub": {"type": "string"}, "issued_before": {"type": "string", "format": "date-time"}}})),
+                         "responses": with(json!({"201": ok("Stored", json!({"type": "object", "properties": {"revoked": {"type": "integer"}}}))}), errors(&["400", "401", "503"]))}
+            },
             "/admin/nodes": {
                 "get": {"summary": "Live gateway nodes", "responses": with(json!({"200": ok("Nodes", json!({"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}}}}))}), errors(&["401", "503"]))}
@@ -101,6 +130,10 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                     "message": {"type": "string"}, "request_id": {"type": "string"}, "field": {"type": "string", "examples": ["endpoints[0]"]}}},
                 "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "degraded"]}, "node": {"type": "string"},
                     "redis": {"enum": ["up", "down", "memory"]}, "degraded": {"type": "array", "items": {"type": "string"}}}},
+                "Consumer": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {
+                    "id": {"type": "string"}, "tier": {"type": ["string", "null"]}, "enabled": {"type": "boolean", "default": true},
+                    "permissions": {"type": "object", "properties": {"services": {"type": "array", "items": {"type": "string"}},
+                        "methods": {"type": "array", "items": {"type": "string"}}}}}},
                 "Instance": {"type": "object", "properties": {"id": {"type": "string"}, "url": {"type": "string"}, "weight": {"type": "integer"},
                     "healthy": {"type": "boolean"}, "source": {"enum": ["config", "admin", "self"]}}},
                 "Service": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
