@@ -8,7 +8,7 @@ use actors::auth::{Consumer, CreateKey, DeleteConsumer, DeleteKey, ListConsumers
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::parse_json;
+use super::json::{merge_patch, parse_json, parse_patch, with_path_key};
 use super::{ACTOR_WAIT, AdminError, AdminState};
 
 /// How long an admin revocation by `jti` is kept when the token's expiry is not given.
@@ -55,15 +55,8 @@ async fn get(state: web::Data<AdminState>, id: web::Path<String>) -> Result<Http
     Ok(HttpResponse::Ok().json(find(&state, &id).await?))
 }
 
-async fn write(state: &AdminState, id: &str, mut doc: Value) -> Result<Consumer, AdminError> {
-    let obj = doc.as_object_mut().ok_or_else(|| AdminError::validation("", "expected a JSON object"))?;
-    match obj.get("id") {
-        None => {
-            obj.insert("id".into(), Value::String(id.into()));
-        }
-        Some(Value::String(v)) if v == id => {}
-        Some(_) => return Err(AdminError::validation("id", format!("must be {id:?}, the id in the path"))),
-    }
+async fn write(state: &AdminState, id: &str, doc: Value) -> Result<Consumer, AdminError> {
+    let doc = with_path_key(doc, "id", id)?;
     let consumer: Consumer = parse_json(&serde_json::to_vec(&doc).unwrap_or_default())?;
     Ok(state.auth.send(PutConsumer { consumer, create: false }).timeout(ACTOR_WAIT).await??)
 }
@@ -73,13 +66,10 @@ async fn patch(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
-    let patch: Value = parse_json(&body)?;
-    if !patch.is_object() {
-        return Err(AdminError::validation("", "a merge patch must be a JSON object"));
-    }
+    let patch = parse_patch(&body)?;
     let current = find(&state, &id).await?;
     let mut doc = serde_json::to_value(current).unwrap_or(Value::Null);
-    super::services::merge_patch(&mut doc, &patch);
+    merge_patch(&mut doc, &patch);
     Ok(HttpResponse::Ok().json(write(&state, &id, doc).await?))
 }
 

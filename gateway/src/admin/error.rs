@@ -101,15 +101,3 @@ impl AdminError {
         HttpResponse::build(self.status).insert_header((crate::names::X_REQUEST_ID.clone(), id.clone())).json(body)
     }
 }
-
-/// Parses a JSON body into `T`, naming the field of the first problem.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        AdminError::validation(crate::config::error_field(&path, &message), format!("invalid JSON body: {message}"))
-    })?;
-    de.end().map_err(|e| AdminError::validation("", format!("invalid JSON body: {e}")))?;
-    Ok(value)
-}

@@ -9,7 +9,7 @@ use actors::spec::UpstreamUrl;
 use actors::units::HumanDuration;
 use serde::Deserialize;
 
-use super::error::parse_json;
+use super::json::parse_json;
 use super::{ACTOR_WAIT, AdminError, AdminState};
 
 /// Mounts the instance routes.

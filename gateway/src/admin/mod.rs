@@ -6,6 +6,7 @@ mod consumers;
 mod error;
 mod events;
 mod instances;
+mod json;
 mod nodes;
 mod openapi;
 mod services;

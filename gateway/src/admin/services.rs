@@ -8,7 +8,7 @@ use actors::registry::{CreateService, DeleteService, GetService, ListServices, U
 use actors::spec::{AuthMode, ServiceSpec};
 use serde_json::Value;
 
-use super::error::parse_json;
+use super::json::{merge_patch, parse_json, parse_patch, with_path_key};
 use super::{ACTOR_WAIT, AdminError, AdminState};
 
 /// Mounts the service routes.
@@ -68,26 +68,13 @@ async fn current(state: &AdminState, name: &str) -> Result<Arc<ServiceSpec>, Adm
         .ok_or_else(|| AdminError::not_found(format!("service {name:?} not found")))
 }
 
-/// The body must name the same service as the path (or no name at all).
-fn with_path_name(mut body: Value, name: &str) -> Result<Value, AdminError> {
-    let obj = body.as_object_mut().ok_or_else(|| AdminError::validation("", "expected a JSON object"))?;
-    match obj.get("name") {
-        None => {
-            obj.insert("name".into(), Value::String(name.into()));
-        }
-        Some(Value::String(n)) if n == name => {}
-        Some(_) => return Err(AdminError::validation("name", format!("must be {name:?}, the name in the path"))),
-    }
-    Ok(body)
-}
-
 async fn replace(
     state: web::Data<AdminState>,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
     let raw: Value = parse_json(&body)?;
-    let spec: ServiceSpec = parse_json(&serde_json::to_vec(&with_path_name(raw, &name)?).unwrap_or_default())?;
+    let spec: ServiceSpec = parse_json(&serde_json::to_vec(&with_path_key(raw, "name", &name)?).unwrap_or_default())?;
     let spec = validated(spec, &state)?;
     let (spec, created) = state.registry.send(UpsertService(spec)).timeout(ACTOR_WAIT).await??;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(&*spec))
@@ -98,14 +85,11 @@ async fn patch(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
-    let patch: Value = parse_json(&body)?;
-    if !patch.is_object() {
-        return Err(AdminError::validation("", "a merge patch must be a JSON object"));
-    }
+    let patch = parse_patch(&body)?;
     let existing = current(&state, &name).await?;
     let mut doc = serde_json::to_value(&*existing).unwrap_or(Value::Null);
     merge_patch(&mut doc, &patch);
-    let doc = with_path_name(doc, &name)?;
+    let doc = with_path_key(doc, "name", &name)?;
     let spec: ServiceSpec = parse_json(&serde_json::to_vec(&doc).unwrap_or_default())?;
     let spec = validated(spec, &state)?;
     let (spec, _) = state.registry.send(UpsertService(spec)).timeout(ACTOR_WAIT).await??;
@@ -115,37 +99,4 @@ async fn patch(
 async fn delete(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, AdminError> {
     state.registry.send(DeleteService(name.into_inner())).timeout(ACTOR_WAIT).await??;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// RFC 7396 JSON merge patch.
-pub(super) fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(serde_json::Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge_patch;
-    use serde_json::json;
-
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
-        merge_patch(&mut doc, &json!({"a": null, "b": {"c": 9}, "e": [2], "f": "x"}));
-        assert_eq!(doc, json!({"b": {"c": 9, "d": 3}, "e": [2], "f": "x"}));
-    }
 }
