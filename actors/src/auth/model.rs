@@ -94,7 +94,14 @@ pub struct KeyRecord {
 
 /// SHA-256 of a key, hex-encoded (the storage form).
 pub fn key_digest(key: &[u8]) -> String {
-    Sha256::digest(key).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(key);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// A new random API key: 32 bytes from the OS-seeded CSPRNG, URL-safe.

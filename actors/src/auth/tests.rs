@@ -189,3 +189,8 @@ fn an_hmac_secret_never_verifies_an_asymmetric_token() {
     let forged = sign(Algorithm::HS256, Some("rsa"), &EncodingKey::from_secret(&public), &claims());
     assert_eq!(v.verify(&forged).map_err(|e| e.code()), Err("invalid_token"));
 }
+
+#[test]
+fn key_digests_are_lowercase_hex_sha256() {
+    assert_eq!(key_digest(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
