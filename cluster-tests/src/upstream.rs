@@ -47,11 +47,13 @@ pub struct Behavior {
     pub delay: Duration,
     /// Extra response headers.
     pub headers: Vec<(String, String)>,
+    /// A fixed JSON body instead of the echo (e.g. a JWKS document).
+    pub body: Option<String>,
 }
 
 impl Default for Behavior {
     fn default() -> Self {
-        Self { status: 200, delay: Duration::ZERO, headers: Vec::new() }
+        Self { status: 200, delay: Duration::ZERO, headers: Vec::new(), body: None }
     }
 }
 
@@ -181,6 +183,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
     }
     if let Some((k, v)) = header("x-mock-set-header").and_then(|h| h.split_once(':')) {
         res.append_header((k.trim(), v.trim()));
+    }
+    if let Some(body) = behavior.body {
+        return res.content_type("application/json").body(body);
     }
     if !state.record {
         return res.body("ok");

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod health;
+pub mod jwks;
 pub mod names;
 pub mod pipeline;
 pub mod proxy;

@@ -19,6 +19,7 @@ use actors::status::NodeStatus;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::health::{self, Health};
+use crate::jwks::JwksFetcher;
 use crate::pipeline::limits::Limits;
 use crate::pipeline::{self, Pipeline};
 use crate::{proxy, telemetry};
@@ -116,7 +117,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let api_key_header = HeaderName::from_bytes(config.auth.api_key.header.as_bytes()).map_err(|_| {
         StartError::Auth(format!("auth.api_key.header {:?} is not a header name", config.auth.api_key.header))
     })?;
-    let pipeline = web::Data::new(Pipeline::new(
+    let jwks = config.auth.jwt.as_ref().and_then(|j| {
+        let url = j.jwks_url.clone()?;
+        Some(JwksFetcher::new(url, j.jwks_refresh.get(), auth_guard.clone()).start())
+    });
+    let mut pipeline = Pipeline::new(
         &node_id,
         routes,
         limits,
@@ -124,7 +129,9 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         config.log.access_log,
         auth_view,
         api_key_header,
-    ));
+    );
+    pipeline.jwks = jwks;
+    let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
 

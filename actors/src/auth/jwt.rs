@@ -48,15 +48,44 @@ pub struct JwtSettings {
     pub keys: Vec<KeySpec>,
 }
 
-struct Key {
+/// A verification key with its id and family.
+#[derive(Clone)]
+pub struct Key {
     kid: Option<String>,
     family: AlgorithmFamily,
     key: DecodingKey,
 }
 
+/// The message of the error for a `kid` no key has (it triggers a JWKS refetch).
+pub const UNKNOWN_KID: &str = "unknown key id";
+
+/// Parses a JWKS document into keys (HMAC `oct` keys are ignored: shared secrets do not
+/// belong in a published key set).
+pub fn parse_jwks(body: &[u8]) -> Result<Vec<Key>, String> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+    let set: JwkSet = serde_json::from_slice(body).map_err(|e| format!("invalid JWKS: {e}"))?;
+    Ok(set
+        .keys
+        .iter()
+        .filter_map(|jwk| {
+            let family = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => AlgorithmFamily::Rsa,
+                AlgorithmParameters::EllipticCurve(_) => AlgorithmFamily::Ec,
+                AlgorithmParameters::OctetKeyPair(_) => AlgorithmFamily::Ed,
+                _ => return None,
+            };
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some(Key { kid: jwk.common.key_id.clone(), family, key })
+        })
+        .collect())
+}
+
 /// A ready-to-use verifier (immutable; published in the auth snapshot).
+#[derive(Clone)]
 pub struct JwtVerifier {
     keys: Vec<Key>,
+    /// Keys from the JWKS endpoint (replaced on every fetch).
+    jwks: Vec<Key>,
     algorithms: Vec<Algorithm>,
     issuer: Option<String>,
     audience: Vec<String>,
@@ -121,6 +150,7 @@ impl JwtVerifier {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             keys,
+            jwks: Vec::new(),
             algorithms,
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
@@ -129,17 +159,29 @@ impl JwtVerifier {
         })
     }
 
+    /// The same verifier with `jwks` as its fetched keys.
+    pub fn with_jwks(&self, jwks: Vec<Key>) -> Self {
+        Self { jwks, ..self.clone() }
+    }
+
+    fn all_keys(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter().chain(self.jwks.iter())
+    }
+
     fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<&Key, AuthError> {
         let family = alg.family();
         match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid))
-                .filter(|k| k.family == family)
-                .ok_or(AuthError::InvalidToken("unknown key id or wrong key type for the algorithm")),
+            Some(kid) => {
+                let mut with_kid = self.all_keys().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
+                if with_kid.peek().is_none() {
+                    return Err(AuthError::InvalidToken(UNKNOWN_KID));
+                }
+                with_kid
+                    .find(|k| k.family == family)
+                    .ok_or(AuthError::InvalidToken("key type does not fit the algorithm"))
+            }
             None => {
-                let mut fitting = self.keys.iter().filter(|k| k.family == family);
+                let mut fitting = self.all_keys().filter(|k| k.family == family);
                 match (fitting.next(), fitting.next()) {
                     (Some(k), None) => Ok(k),
                     (None, _) => Err(AuthError::InvalidToken("no key for the token's algorithm")),

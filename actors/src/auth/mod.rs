@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-pub use jwt::{JwtSettings, JwtVerifier, KeyError, KeyMaterial, KeySpec, MAX_TOKEN_BYTES};
+pub use jwt::{
+    JwtSettings, JwtVerifier, Key, KeyError, KeyMaterial, KeySpec, MAX_TOKEN_BYTES, UNKNOWN_KID, parse_jwks,
+};
 pub use model::{Consumer, Directory, KeyRecord, Permissions, Revocation, key_digest, new_api_key};
 pub use store::{AuthStore, PutMode, PutOutcome};
 
@@ -151,9 +153,16 @@ pub struct Revoke(pub Revocation);
 #[rtype(result = "()")]
 struct Reload;
 
+/// Replace the keys fetched from the JWKS endpoint.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetJwks(pub Vec<Key>);
+
 /// The auth actor: sole writer of `AuthView`.
 pub struct AuthGuard {
     view: AuthView,
+    /// The verifier with the configured keys only (JWKS keys are added to a copy).
+    jwt_base: Option<JwtVerifier>,
     jwt: Option<Arc<JwtVerifier>>,
     dir: Directory,
     store: Option<AuthStore>,
@@ -163,7 +172,8 @@ pub struct AuthGuard {
 impl AuthGuard {
     /// A guard publishing into `view`; `store` is `None` in memory mode.
     pub fn new(jwt: Option<JwtVerifier>, store: Option<AuthStore>, view: AuthView, status: NodeStatus) -> Self {
-        let guard = Self { view, jwt: jwt.map(Arc::new), dir: Directory::default(), store, status };
+        let guard =
+            Self { view, jwt: jwt.clone().map(Arc::new), jwt_base: jwt, dir: Directory::default(), store, status };
         guard.publish();
         if guard.store.is_none() {
             guard.status.set_auth_loaded();
@@ -343,6 +353,16 @@ impl Handler<Revoke> for AuthGuard {
             Ok(())
         };
         self.change(write, move |dir| dir.apply(&msg.0))
+    }
+}
+
+impl Handler<SetJwks> for AuthGuard {
+    type Result = ();
+    fn handle(&mut self, msg: SetJwks, _: &mut Context<Self>) {
+        if let Some(base) = &self.jwt_base {
+            self.jwt = Some(Arc::new(base.with_jwks(msg.0)));
+            self.publish();
+        }
     }
 }
 

@@ -245,3 +245,78 @@ async fn logout_revokes_the_token_and_admin_can_revoke_a_subject() {
     let (s, body) = admin("POST", &gw, "/admin/revocations", Some(json!({"jti": "x", "sub": "y"}))).await;
     assert_eq!((s, body["error"].as_str()), (400, Some("validation_failed")));
 }
+
+/// An Ed25519 key pair from the openssl CLI: (private PEM, JWK `x`).
+fn ed25519(dir: &std::path::Path, name: &str) -> (Vec<u8>, String) {
+    use base64::Engine;
+    use std::process::{Command, Stdio};
+    let private = dir.join(format!("{name}.pem"));
+    let der = dir.join(format!("{name}.der"));
+    let run = |args: &[&std::ffi::OsStr]| {
+        let ok =
+            Command::new("openssl").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success();
+        assert!(ok, "openssl {args:?}");
+    };
+    run(&["genpkey".as_ref(), "-algorithm".as_ref(), "ED25519".as_ref(), "-out".as_ref(), private.as_os_str()]);
+    run(&[
+        "pkey".as_ref(),
+        "-in".as_ref(),
+        private.as_os_str(),
+        "-pubout".as_ref(),
+        "-outform".as_ref(),
+        "DER".as_ref(),
+        "-out".as_ref(),
+        der.as_os_str(),
+    ]);
+    let der = std::fs::read(der).unwrap();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]);
+    (std::fs::read(private).unwrap(), x)
+}
+
+fn jwks(keys: &[(&str, &str)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(kid, x)| json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x}))
+        .collect();
+    json!({"keys": keys}).to_string()
+}
+
+#[actix_rt::test]
+async fn a_key_rotated_at_the_identity_provider_works_at_once() {
+    let dir = std::env::temp_dir().join(format!("gw-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old_private, old_x) = ed25519(&dir, "old");
+    let (new_private, new_x) = ed25519(&dir, "new");
+    let idp = MockUpstream::start("idp");
+    idp.set_behavior(cluster_tests::upstream::Behavior { body: Some(jwks(&[("old", &old_x)])), ..Default::default() });
+    let up = MockUpstream::start("up");
+    let gw = GatewayProcess::start(&format!(
+        "[node]\nworkers = 1\n[auth.jwt]\nalgorithms = [\"EdDSA\"]\njwks_url = \"{}/.well-known/jwks.json\"\njwks_refresh = \"1h\"\n[[services]]\nname = \"secure\"\nauth = \"jwt\"\nendpoints = [\"{}\"]\n",
+        idp.url(),
+        up.url()
+    ));
+    let sign = |kid: &str, pem: &[u8]| {
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(kid.into());
+        encode(&h, &json!({"sub": "dana", "exp": now() + 600}), &EncodingKey::from_ed_pem(pem).unwrap()).unwrap()
+    };
+    let old = sign("old", &old_private);
+    let url = gw.url("/api/secure/");
+    let first = cluster_tests::eventually(std::time::Duration::from_secs(5), async || {
+        (client().get(url.as_str()).bearer_auth(&old).send().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "token signed with the published key refused");
+
+    // The provider rotates: the very first request with the new kid succeeds.
+    idp.set_behavior(cluster_tests::upstream::Behavior { body: Some(jwks(&[("new", &new_x)])), ..Default::default() });
+    let new = sign("new", &new_private);
+    assert_eq!(client().get(gw.url("/api/secure/")).bearer_auth(&new).send().await.unwrap().status(), 200);
+    // A kid the provider never published stays refused (and costs no extra fetch).
+    let bogus = sign("bogus", &new_private);
+    let (status, _, body) = call(&gw, "/api/secure/", Some(&bogus)).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")));
+    let fetches = idp.recorded().len();
+    assert!(fetches <= 3, "unknown kids caused {fetches} JWKS fetches");
+    let _ = std::fs::remove_dir_all(dir);
+}

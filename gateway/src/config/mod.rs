@@ -635,11 +635,13 @@ fn validate_jwt(jwt: &JwtConfig) -> Result<(), FieldError> {
             return Err(FieldError::new(format!("{at}.kid"), format!("duplicate kid {kid:?}")));
         }
     }
-    if jwt.jwks_url.is_some() {
-        return Err(FieldError::new(
-            "auth.jwt.jwks_url",
-            "JWKS fetching is not supported by this version yet; configure keys",
-        ));
+    if let Some(u) = &jwt.jwks_url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(FieldError::new("auth.jwt.jwks_url", "must be an http(s) URL"));
+    }
+    if jwt.jwks_refresh.get() < std::time::Duration::from_secs(1) {
+        return Err(FieldError::new("auth.jwt.jwks_refresh", "must be at least 1s"));
     }
     if let Err((i, message)) = actors::auth::JwtVerifier::new(&jwt.settings()) {
         return Err(FieldError::new(format!("auth.jwt.keys[{i}].public_key_pem"), message));

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actors::auth::{AuthError, AuthView, Identity};
+use actors::auth::{AuthError, AuthView, Identity, UNKNOWN_KID};
 use actors::registry::{Route, RoutesView};
 use actors::spec::{AuthMode, HashKey};
 use ipnet::IpNet;
@@ -27,6 +27,9 @@ use crate::names;
 use crate::proxy::{self, Forward, Outcome};
 use forwarded::ClientAddr;
 use limits::Limits;
+
+/// Longest a request waits for a JWKS refetch triggered by an unknown `kid`.
+const JWKS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Shared, read-only request-path context (one per node, shared by all workers).
 pub struct Pipeline {
@@ -48,6 +51,8 @@ pub struct Pipeline {
     pub auth: AuthView,
     /// Header carrying API keys.
     pub api_key_header: HeaderName,
+    /// The JWKS fetcher, when `auth.jwt.jwks_url` is set.
+    pub jwks: Option<actix::Addr<crate::jwks::JwksFetcher>>,
 }
 
 impl Pipeline {
@@ -74,6 +79,7 @@ impl Pipeline {
             access_log,
             auth,
             api_key_header,
+            jwks: None,
         }
     }
 }
@@ -125,7 +131,15 @@ async fn run(
     let path = normalize::path(req.path());
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
-    let identity = authenticate(req, &route, cx)?;
+    let identity = match (authenticate(req, &route, cx), &cx.jwks) {
+        // A kid nobody knows yet: the identity provider may have rotated its keys. Refetch
+        // the JWKS (at most once per few seconds; concurrent callers share it) and retry.
+        (Err(GatewayError::Unauthorized(AuthError::InvalidToken(UNKNOWN_KID))), Some(jwks)) => {
+            let _ = jwks.send(crate::jwks::RefreshJwks::UnknownKid).timeout(JWKS_WAIT).await;
+            authenticate(req, &route, cx)?
+        }
+        (result, _) => result?,
+    };
     trace.consumer = identity.as_ref().map(|i| i.consumer.clone());
     let body = limits::body_kind(req, &cx.limits)?;
     let addr = forwarded::client_addr(req, &cx.trusted_proxies);
