@@ -30,9 +30,35 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 /// Bodies of idempotent requests up to this size are buffered so they can be retried.
 const REPLAY_MAX: u64 = 64 * 1024;
 
+/// Builds the TLS settings for `https://` upstreams: the Mozilla root set (webpki-roots)
+/// plus the PEM certificates of `extra_ca` (a private CA, `node.upstream_ca_file`).
+pub fn tls_config(extra_ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca {
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| format!("invalid PEM: {e}"))?;
+            roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("no certificate found in the PEM file".into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Builds the per-worker upstream client.
-pub fn client() -> awc::Client {
+pub fn client(tls: Arc<rustls::ClientConfig>) -> awc::Client {
     let connector = awc::Connector::new()
+        .rustls_0_23(tls)
         .timeout(Duration::from_secs(5))
         .conn_keep_alive(POOL_IDLE)
         .conn_lifetime(Duration::from_secs(300))

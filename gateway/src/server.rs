@@ -38,6 +38,9 @@ pub enum StartError {
     /// The initial service set is invalid (should have been caught by validation).
     #[error("{0}")]
     Registry(#[from] actors::registry::RegistryError),
+    /// The upstream TLS settings cannot be used.
+    #[error("upstream TLS: {0}")]
+    Tls(String),
     /// The auth settings cannot be used.
     #[error("auth: {0}")]
     Auth(String),
@@ -135,6 +138,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
 
+    let extra_ca = match &n.upstream_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| StartError::Tls(format!("{path}: {e}")))?),
+        None => None,
+    };
+    let tls = proxy::tls_config(extra_ca.as_deref()).map_err(StartError::Tls)?;
     let guard_data = web::Data::new(auth_guard.clone());
     let main = {
         let pipeline = pipeline.clone();
@@ -145,7 +153,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                 .app_data(pipeline.clone())
                 .app_data(health.clone())
                 .app_data(guard_data.clone())
-                .app_data(web::Data::new(proxy::client()))
+                .app_data(web::Data::new(proxy::client(tls.clone())))
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
                 .route("/auth/logout", web::post().to(pipeline::logout::logout))

@@ -6,6 +6,7 @@ mod headers;
 mod lifecycle;
 mod limits;
 mod routing;
+mod tls;
 
 use cluster_tests::{GatewayProcess, MockUpstream};
 

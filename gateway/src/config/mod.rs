@@ -106,6 +106,8 @@ pub struct NodeConfig {
     /// Idle keep-alive time for client connections.
     #[serde(default = "default_keep_alive")]
     pub keep_alive: HumanDuration,
+    /// Extra CA certificates (PEM) trusted for `https://` upstreams, besides the public roots.
+    pub upstream_ca_file: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -122,6 +124,7 @@ impl Default for NodeConfig {
             max_headers: default_max_headers(),
             shutdown_grace: default_grace(),
             keep_alive: default_keep_alive(),
+            upstream_ca_file: None,
         }
     }
 }
@@ -493,6 +496,11 @@ impl Config {
             && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
         {
             return Err(FieldError::new("node.id", "use 1-64 characters of A-Z a-z 0-9 . _ -"));
+        }
+        if let Some(path) = &n.upstream_ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| FieldError::new("node.upstream_ca_file", format!("cannot read {path}: {e}")))?;
+            crate::proxy::tls_config(Some(&pem)).map_err(|m| FieldError::new("node.upstream_ca_file", m))?;
         }
         if n.listen == n.admin_listen {
             return Err(FieldError::new("node.admin_listen", "must differ from node.listen"));
