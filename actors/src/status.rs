@@ -41,6 +41,7 @@ struct Inner {
     live_nodes: AtomicU32,
     leader: AtomicBool,
     auth_loaded: AtomicBool,
+    jwks_pending: AtomicBool,
 }
 
 /// Shared status board (cheap to clone).
@@ -57,6 +58,7 @@ impl NodeStatus {
             live_nodes: AtomicU32::new(1),
             leader: AtomicBool::new(true),
             auth_loaded: AtomicBool::new(true),
+            jwks_pending: AtomicBool::new(false),
         }))
     }
 
@@ -69,6 +71,7 @@ impl NodeStatus {
             live_nodes: AtomicU32::new(1),
             leader: AtomicBool::new(false),
             auth_loaded: AtomicBool::new(false),
+            jwks_pending: AtomicBool::new(false),
         }))
     }
 
@@ -126,9 +129,18 @@ impl NodeStatus {
         self.0.auth_loaded.store(true, Ordering::Relaxed);
     }
 
-    /// Ready to serve: registry and revocations loaded, Redis reachable (or memory mode).
+    /// Records whether the first JWKS fetch is still outstanding.
+    pub fn set_jwks_pending(&self, pending: bool) {
+        self.0.jwks_pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// Ready to serve: registry and revocations loaded, the first JWKS fetch attempted,
+    /// Redis reachable (or memory mode).
     pub fn ready(&self) -> bool {
-        self.registry_loaded() && self.0.auth_loaded.load(Ordering::Relaxed) && self.redis_state() != RedisState::Down
+        self.registry_loaded()
+            && self.0.auth_loaded.load(Ordering::Relaxed)
+            && !self.0.jwks_pending.load(Ordering::Relaxed)
+            && self.redis_state() != RedisState::Down
     }
 
     /// Live nodes last counted in the membership set (at least 1).

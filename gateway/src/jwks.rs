@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ::actors::auth::{AuthGuard, SetJwks, parse_jwks};
+use ::actors::status::NodeStatus;
 use actix::prelude::*;
 
 /// Fetches closer together than this are skipped (unknown-kid storms cost one fetch).
@@ -33,12 +34,16 @@ pub struct JwksFetcher {
     guard: Addr<AuthGuard>,
     client: Option<awc::Client>,
     last_on_demand: Option<Instant>,
+    status: NodeStatus,
 }
 
 impl JwksFetcher {
     /// A fetcher of `url` every `refresh`, feeding `guard`.
-    pub fn new(url: String, refresh: Duration, guard: Addr<AuthGuard>) -> Self {
-        Self { url, refresh, guard, client: None, last_on_demand: None }
+    /// The node is not ready until the first fetch has been attempted (success or not),
+    /// so valid tokens are not refused in the first moments after start.
+    pub fn new(url: String, refresh: Duration, guard: Addr<AuthGuard>, status: NodeStatus) -> Self {
+        status.set_jwks_pending(true);
+        Self { url, refresh, guard, client: None, last_on_demand: None, status }
     }
 }
 
@@ -66,6 +71,7 @@ impl Handler<RefreshJwks> for JwksFetcher {
         }
         let url = self.url.clone();
         let guard = self.guard.clone();
+        let status = self.status.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let fetched = async {
@@ -84,6 +90,7 @@ impl Handler<RefreshJwks> for JwksFetcher {
                     // Keep the last good keys: a flapping identity provider must not lock users out.
                     Err(error) => tracing::warn!(%error, url = %url, "JWKS fetch failed; keeping the last keys"),
                 }
+                status.set_jwks_pending(false);
             }
             .into_actor(self),
         ))

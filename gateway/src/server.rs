@@ -123,7 +123,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     })?;
     let jwks = config.auth.jwt.as_ref().and_then(|j| {
         let url = j.jwks_url.clone()?;
-        Some(JwksFetcher::new(url, j.jwks_refresh.get(), auth_guard.clone()).start())
+        Some(JwksFetcher::new(url, j.jwks_refresh.get(), auth_guard.clone(), status.clone()).start())
     });
     let mut pipeline = Pipeline::new(
         &node_id,
