@@ -19,6 +19,15 @@ pub enum GatewayError {
     /// Authenticated, but not allowed to call this service/method.
     #[error("{0}")]
     Forbidden(String),
+    /// Over a rate limit.
+    #[error("rate limit exceeded; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until a retry can pass.
+        retry_after: u64,
+    },
+    /// Redis is needed and unreachable (e.g. a `closed` rate-limit policy).
+    #[error("{0}")]
+    RedisUnavailable(String),
     /// No service matches the path/host.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -57,6 +66,8 @@ impl GatewayError {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RedisUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::HeadersTooLarge(_) => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
@@ -70,7 +81,10 @@ impl GatewayError {
     /// `Retry-After` seconds, for errors that carry one.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::NoHealthyUpstream { retry_after, .. } => Some((*retry_after).max(1)),
+            Self::NoHealthyUpstream { retry_after, .. } | Self::RateLimited { retry_after } => {
+                Some((*retry_after).max(1))
+            }
+            Self::RedisUnavailable(_) => Some(1),
             _ => None,
         }
     }

@@ -32,3 +32,5 @@ pub const M_REQUEST_DURATION: &str = "gateway_request_duration_seconds";
 /// Time until the upstream's response head (histogram, seconds).
 pub const M_UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 pub use actors::names::{M_DEGRADED, M_REDIS_DURATION, M_REDIS_ERRORS, M_REGISTRY_VERSION};
+/// Rate-limit decisions, by policy and result (`allowed` / `limited`).
+pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";

@@ -21,8 +21,10 @@ use crate::config::Config;
 use crate::health::{self, Health};
 use crate::jwks::JwksFetcher;
 use crate::pipeline::limits::Limits;
+use crate::pipeline::ratelimit::RateLimits;
 use crate::pipeline::{self, Pipeline};
 use crate::{proxy, telemetry};
+use actors::ratelimit::Limiter;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +137,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         api_key_header,
     );
     pipeline.jwks = jwks;
+    pipeline.rate_limits = Some(RateLimits {
+        limiter: Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
+        policies: config.rate_limit.policies.clone().into_iter().collect(),
+        tiers: config.rate_limit.tiers.clone().into_iter().collect(),
+    });
     let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
@@ -225,7 +232,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
 fn warn_unenforced(config: &Config) {
     for s in &config.services {
         let pending: Vec<&str> = [
-            (!s.rate_limit.is_none()).then_some("rate_limit"),
             s.cache.is_some().then_some("cache"),
             s.circuit_breaker.is_some().then_some("circuit_breaker"),
             s.queue.is_some().then_some("queue"),

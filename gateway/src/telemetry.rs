@@ -50,6 +50,7 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
     metrics::describe_gauge!(names::M_REGISTRY_VERSION, "Version of the route table in use");
     metrics::describe_gauge!(names::M_DEGRADED, "1 while an actor runs on its fallback");
     metrics::describe_histogram!(names::M_REDIS_DURATION, "Redis command latency by actor (seconds)");
+    metrics::describe_counter!(names::M_RATELIMIT_DECISIONS, "Rate-limit decisions by policy and result");
     metrics::describe_counter!(names::M_REDIS_ERRORS, "Redis commands that failed or timed out");
     let upkeep = handle.clone();
     actix_rt::spawn(async move {

@@ -96,6 +96,12 @@ impl Keys {
         format!("{}{{auth}}:cutoffs", self.prefix)
     }
 
+    /// Rate-limit counter of `policy` for key value `key`; the hash tag is the key value,
+    /// so the policies of one request share a slot when they share a key.
+    pub fn rate_limit(&self, policy: &str, key: &str) -> String {
+        format!("{}{{rl:{key}}}:{policy}", self.prefix)
+    }
+
     /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod logout;
 mod normalize;
 mod observe;
+pub mod ratelimit;
 pub mod request_id;
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Pipeline {
     pub api_key_header: HeaderName,
     /// The JWKS fetcher, when `auth.jwt.jwks_url` is set.
     pub jwks: Option<actix::Addr<crate::jwks::JwksFetcher>>,
+    /// Rate limiting (policies, tiers, the limiter).
+    pub rate_limits: Option<ratelimit::RateLimits>,
 }
 
 impl Pipeline {
@@ -80,6 +83,7 @@ impl Pipeline {
             auth,
             api_key_header,
             jwks: None,
+            rate_limits: None,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct Trace {
     pub service: Option<Arc<str>>,
     /// Verified consumer.
     pub consumer: Option<String>,
+    /// Rate-limit headers for the response.
+    pub quota: Option<ratelimit::QuotaHeaders>,
     /// Upstream outcome.
     pub upstream: Outcome,
 }
@@ -111,6 +117,9 @@ pub async fn entry(
     };
     let headers = response.headers_mut();
     headers.insert(names::X_REQUEST_ID.clone(), request_id.clone());
+    for (name, value) in trace.quota.take().into_iter().flatten() {
+        headers.insert(name, value);
+    }
     if trace.service.is_some() {
         headers.insert(names::X_GATEWAY_NODE.clone(), cx.node_header.clone());
     }
@@ -141,8 +150,17 @@ async fn run(
         (result, _) => result?,
     };
     trace.consumer = identity.as_ref().map(|i| i.consumer.clone());
-    let body = limits::body_kind(req, &cx.limits)?;
     let addr = forwarded::client_addr(req, &cx.trusted_proxies);
+    if let Some(rl) = &cx.rate_limits {
+        match ratelimit::check(rl, req, &route, identity.as_ref(), &addr).await {
+            Ok(quota) => trace.quota = quota,
+            Err((error, quota)) => {
+                trace.quota = Some(quota);
+                return Err(error);
+            }
+        }
+    }
+    let body = limits::body_kind(req, &cx.limits)?;
     let hash_key = hash_key(req, &route, &addr, identity.as_ref());
     let forward = Forward {
         req,

@@ -1,0 +1,123 @@
+//! Rate limiting end to end (SPEC §6, §16): headers on every limited response, 429 with
+//! Retry-After, rejected requests consume nothing, exact limits across three nodes.
+
+use std::time::Duration;
+
+use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client};
+
+fn config(up: &MockUpstream, redis: Option<&TestRedis>, policies: &str, service_limit: &str) -> String {
+    named(up, redis, policies, service_limit, "api")
+}
+
+/// Nodes sharing a Redis share the registry: distinct services need distinct names.
+fn named(up: &MockUpstream, redis: Option<&TestRedis>, policies: &str, service_limit: &str, name: &str) -> String {
+    let redis = redis.map(|r| format!("[redis]\nurl = \"{}\"\n", r.url())).unwrap_or_default();
+    format!(
+        "[node]\nworkers = 1\n[log]\naccess_log = false\n{redis}{policies}\n[[services]]\nname = \"{name}\"\nrate_limit = {service_limit}\nendpoints = [\"{}\"]\n",
+        up.url()
+    )
+}
+
+const TWO_POLICIES: &str = r#"
+[rate_limit.policies.per_minute]
+algorithm = "sliding_window"
+limit = 5
+window = "1m"
+key = "ip"
+[rate_limit.policies.per_hour]
+algorithm = "fixed_window"
+limit = 100
+window = "1h"
+key = "ip"
+"#;
+
+fn h(res: &awc::ClientResponse<impl Sized>, name: &str) -> String {
+    res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+#[actix_rt::test]
+async fn limits_answer_429_with_headers_and_rejected_requests_consume_nothing() {
+    let up = MockUpstream::start("up");
+    let gw = GatewayProcess::start(&config(&up, None, TWO_POLICIES, r#"["per_minute", "per_hour"]"#));
+    let c = client();
+    for i in 0..5 {
+        let res = c.get(gw.url("/api/api/x")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(h(&res, "x-ratelimit-limit"), "5");
+        assert_eq!(h(&res, "x-ratelimit-remaining"), (4 - i).to_string());
+        assert!(h(&res, "x-ratelimit-reset").parse::<u64>().unwrap() >= 1);
+        assert!(h(&res, "ratelimit-policy").contains("\"per_minute\";q=5;w=60"), "{}", h(&res, "ratelimit-policy"));
+        assert!(h(&res, "ratelimit").starts_with("\"per_minute\";r="), "{}", h(&res, "ratelimit"));
+    }
+    for _ in 0..5 {
+        let mut res = c.get(gw.url("/api/api/x")).send().await.unwrap();
+        assert_eq!(res.status(), 429);
+        assert!(h(&res, "retry-after").parse::<u64>().unwrap() >= 1);
+        assert_eq!(h(&res, "x-ratelimit-remaining"), "0");
+        let body: serde_json::Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+        assert_eq!(body["error"], "rate_limited");
+    }
+    assert_eq!(up.count(), 5);
+}
+
+#[actix_rt::test]
+async fn three_nodes_together_admit_exactly_the_limit() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    let policy =
+        "[rate_limit.policies.shared]\nalgorithm = \"fixed_window\"\nlimit = 30\nwindow = \"1h\"\nkey = \"route\"\n";
+    let nodes: Vec<_> =
+        (0..3).map(|_| GatewayProcess::start(&config(&up, Some(&redis), policy, "\"shared\""))).collect();
+    let mut tasks = Vec::new();
+    for i in 0..90 {
+        let url = nodes[i % 3].url("/api/api/x");
+        tasks.push(actix_rt::spawn(
+            async move { client().get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) },
+        ));
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, limited), (30, 60), "cluster-wide limit not exact");
+    assert_eq!(up.count(), 30);
+}
+
+#[actix_rt::test]
+async fn closed_policies_refuse_and_local_ones_keep_limiting_when_redis_is_gone() {
+    let mut redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    let policies =
+        "[rate_limit.policies.strict]\nlimit = 100\nwindow = \"1m\"\nkey = \"ip\"\nfailure_mode = \"closed\"\n";
+    let strict = GatewayProcess::start(&config(&up, Some(&redis), policies, "\"strict\""));
+    let local_policies =
+        "[rate_limit.policies.soft]\nlimit = 4\nwindow = \"1m\"\nkey = \"ip\"\nfailure_mode = \"local\"\n";
+    let local = GatewayProcess::start(&named(&up, Some(&redis), local_policies, "\"soft\"", "soft"));
+    assert_eq!(client().get(strict.url("/api/api/x")).send().await.unwrap().status(), 200);
+    redis.kill();
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let mut res = client().get(strict.url("/api/api/x")).send().await.unwrap();
+    assert_eq!(res.status(), 503, "{}", strict.log_text());
+    let body: serde_json::Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "redis_unavailable");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(client().get(local.url("/api/soft/x")).send().await.unwrap().status().as_u16());
+    }
+    // Local fallback: this node's share of the limit (4 / live nodes last seen: 1 or 2).
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert!(admitted == 4 || admitted == 2, "{statuses:?}");
+    assert!(
+        statuses[..admitted].iter().all(|s| *s == 200) && statuses[admitted..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    let health: serde_json::Value =
+        serde_json::from_slice(&client().get(local.url("/health")).send().await.unwrap().body().await.unwrap())
+            .unwrap();
+    assert!(health["degraded"].as_array().unwrap().iter().any(|d| d == "ratelimit"), "{health}");
+}
