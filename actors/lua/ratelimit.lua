@@ -2,15 +2,18 @@
 -- Redis clock: first check all, then commit all only if all allow, so a request rejected
 -- by one policy consumes from none.
 -- KEYS[i]  the counter of policy i (hash; a sorted set for sliding_log)
--- ARGV[1]  number of policies n; then per policy: algorithm, limit, window_ms, burst
--- Returns {allowed (1/0), then per policy: remaining, reset_ms, retry_ms}
+-- ARGV[1]  mode: 'decide' (check and commit) or 'peek' (report, change nothing)
+-- ARGV[2]  number of policies n; then per policy: algorithm, limit, window_ms, burst
+-- Returns {allowed (1/0), then per policy: remaining, reset_ms, retry_ms}; with 'peek',
+-- remaining is what is left before any request.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[1])
+local peek = ARGV[1] == 'peek'
+local n = tonumber(ARGV[2])
 local out = {1}
 local commits = {}
 for i = 1, n do
-  local a = 1 + (i - 1) * 4
+  local a = 2 + (i - 1) * 4
   local alg, limit, w, burst = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local key = KEYS[i]
   local ok, remaining, reset, retry
@@ -54,11 +57,11 @@ for i = 1, n do
       redis.call('PEXPIRE', key, w * 2)
     end
   elseif alg == 'sliding_log' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w)
-    local c = redis.call('ZCARD', key)
+    if not peek then redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w) end
+    local c = redis.call('ZCOUNT', key, '(' .. (now - w), '+inf')
     ok = c < limit
     remaining = limit - c
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. (now - w), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     if oldest[2] then reset = tonumber(oldest[2]) + w - now else reset = w end
     retry = reset
     commits[i] = function()
@@ -99,7 +102,7 @@ for i = 1, n do
     end
   end
   if not ok then out[1] = 0 end
-  if ok then remaining = remaining - 1 end
+  if ok and not peek then remaining = remaining - 1 end
   if remaining < 0 then remaining = 0 end
   if retry < 0 then retry = 0 end
   if reset < 0 then reset = 0 end
@@ -107,7 +110,7 @@ for i = 1, n do
   table.insert(out, math.ceil(reset))
   table.insert(out, ok and 0 or math.max(1, retry))
 end
-if out[1] == 1 then
+if out[1] == 1 and not peek then
   for i = 1, n do commits[i]() end
 end
 return out

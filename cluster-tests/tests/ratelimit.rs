@@ -61,31 +61,70 @@ async fn limits_answer_429_with_headers_and_rejected_requests_consume_nothing() 
 }
 
 #[actix_rt::test]
-async fn three_nodes_together_admit_exactly_the_limit() {
+async fn three_nodes_together_admit_exactly_the_limit_for_every_algorithm() {
     let redis = TestRedis::start();
     let up = MockUpstream::start("up");
-    let policy =
-        "[rate_limit.policies.shared]\nalgorithm = \"fixed_window\"\nlimit = 30\nwindow = \"1h\"\nkey = \"route\"\n";
-    let nodes: Vec<_> =
-        (0..3).map(|_| GatewayProcess::start(&config(&up, Some(&redis), policy, "\"shared\""))).collect();
-    let mut tasks = Vec::new();
-    for i in 0..90 {
-        let url = nodes[i % 3].url("/api/api/x");
-        tasks.push(actix_rt::spawn(
-            async move { client().get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) },
+    let algorithms = ["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"];
+    let mut text = format!("[node]\nworkers = 1\n[log]\naccess_log = false\n[redis]\nurl = \"{}\"\n", redis.url());
+    for a in algorithms {
+        text.push_str(&format!(
+            "[rate_limit.policies.{a}]\nalgorithm = \"{a}\"\nlimit = 30\nwindow = \"1h\"\nkey = \"route\"\n[[services]]\nname = \"{a}\"\nrate_limit = \"{a}\"\nendpoints = [\"{}\"]\n",
+            up.url()
         ));
     }
-    let mut ok = 0;
-    let mut limited = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
-            429 => limited += 1,
-            other => panic!("unexpected status {other}"),
+    let nodes: Vec<_> = (0..3).map(|_| GatewayProcess::start(&text)).collect();
+    for a in algorithms {
+        let mut tasks = Vec::new();
+        for i in 0..90 {
+            let url = nodes[i % 3].url(&format!("/api/{a}/x"));
+            tasks.push(actix_rt::spawn(async move {
+                client().get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+            }));
         }
+        let (mut ok, mut limited) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                200 => ok += 1,
+                429 => limited += 1,
+                other => panic!("{a}: unexpected status {other}"),
+            }
+        }
+        assert_eq!((ok, limited), (30, 60), "{a}: cluster-wide limit not exact");
     }
-    assert_eq!((ok, limited), (30, 60), "cluster-wide limit not exact");
-    assert_eq!(up.count(), 30);
+    assert_eq!(up.count(), 30 * algorithms.len());
+}
+
+#[actix_rt::test]
+async fn admin_reads_and_resets_a_key() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    for redis in [None, Some(&redis)] {
+        let gw = GatewayProcess::start(&config(&up, redis, TWO_POLICIES, r#"["per_minute", "per_hour"]"#));
+        for _ in 0..3 {
+            assert_eq!(client().get(gw.url("/api/api/x")).send().await.unwrap().status(), 200);
+        }
+        let read = |gw: &GatewayProcess| {
+            let url = gw.admin_url("/admin/ratelimits/per_minute/127.0.0.1");
+            async move {
+                let mut res = client().get(url).send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                serde_json::from_slice::<serde_json::Value>(&res.body().await.unwrap()).unwrap()
+            }
+        };
+        let body = read(&gw).await;
+        assert_eq!(body["policy"], "per_minute");
+        assert_eq!(body["key"], "127.0.0.1");
+        assert_eq!(body["limit"], 5);
+        assert_eq!(body["remaining"], 2, "{body}");
+        assert!(body["reset"].as_u64().unwrap() >= 1);
+        let res = client().delete(gw.admin_url("/admin/ratelimits/per_minute/127.0.0.1")).send().await.unwrap();
+        assert_eq!(res.status(), 204);
+        assert_eq!(read(&gw).await["remaining"], 5);
+        let res = client().get(gw.admin_url("/admin/ratelimits/nope/127.0.0.1")).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        // Reset the hour policy too so the next round starts clean.
+        let _ = client().delete(gw.admin_url("/admin/ratelimits/per_hour/127.0.0.1")).send().await.unwrap();
+    }
 }
 
 #[actix_rt::test]

@@ -137,8 +137,9 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         api_key_header,
     );
     pipeline.jwks = jwks;
+    let limiter = Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone());
     pipeline.rate_limits = Some(RateLimits {
-        limiter: Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
+        limiter: limiter.clone(),
         policies: config.rate_limit.policies.clone().into_iter().collect(),
         tiers: config.rate_limit.tiers.clone().into_iter().collect(),
     });
@@ -185,6 +186,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         registry,
         membership: membership.clone(),
         policies: config.rate_limit.policies.keys().cloned().collect(),
+        rate_policies: config.rate_limit.policies.clone().into_iter().collect(),
+        limiter,
         jwt_configured: config.auth.jwt.is_some(),
         events,
         registry_store,

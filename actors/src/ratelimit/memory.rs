@@ -130,6 +130,22 @@ impl MemoryLimiter {
         &self.shards[h % self.shards.len()]
     }
 
+    /// What `check` would report for one counter, changing nothing (`remaining` before
+    /// any request).
+    pub fn peek(&self, c: &MemCheck<'_>, now: u64) -> Verdict {
+        let guard = self.shard(c.id).lock().unwrap_or_else(|e| e.into_inner());
+        let (mut v, _) = eval(c, guard.get(c.id), now);
+        if v.allowed {
+            v.remaining += 1;
+        }
+        v
+    }
+
+    /// Forgets a counter.
+    pub fn reset(&self, id: &str) {
+        self.shard(id).lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
     /// Decides a request against `checks` at time `now` (ms).
     pub fn check(&self, checks: &[MemCheck<'_>], now: u64) -> Outcome {
         let mut verdicts = Vec::with_capacity(checks.len());

@@ -72,12 +72,18 @@ pub enum LimitError {
     Unavailable,
 }
 
+/// Counters known to be exhausted: id → (blocked until ms, the refusing verdict).
+type BlockedShard = std::sync::Mutex<std::collections::HashMap<String, (u64, Verdict)>>;
+
 /// The limiter handle the request path uses (cheap to clone).
 #[derive(Clone)]
 pub struct Limiter {
     store: Option<Store>,
     memory: Arc<MemoryLimiter>,
     status: NodeStatus,
+    /// Local fast path: counters known to be exhausted until a time (ms), so a client that
+    /// keeps hammering a full limit costs no Redis round trip (as Envoy's ratelimit does).
+    blocked: Arc<Vec<BlockedShard>>,
 }
 
 fn now_ms() -> u64 {
@@ -86,6 +92,17 @@ fn now_ms() -> u64 {
 
 fn counter_id(policy: &str, key: &str) -> String {
     format!("{policy}\u{1f}{key}")
+}
+
+/// The memory form of a policy; `nodes` divides the limit (local fallback).
+fn mem_check<'a>(id: &'a str, spec: &PolicySpec, nodes: u64) -> MemCheck<'a> {
+    MemCheck {
+        id,
+        algorithm: spec.algorithm,
+        limit: (spec.limit / nodes.max(1)).max(1),
+        window_ms: (spec.window.get().as_millis() as u64).max(1),
+        burst: spec.burst / nodes.max(1),
+    }
 }
 
 fn algorithm_name(a: Algorithm) -> &'static str {
@@ -101,16 +118,79 @@ fn algorithm_name(a: Algorithm) -> &'static str {
 impl Limiter {
     /// A limiter over Redis (`store`) or, without one, in memory.
     pub fn new(store: Option<Store>, status: NodeStatus) -> Self {
-        Self { store, memory: Arc::new(MemoryLimiter::default()), status }
+        let blocked = (0..16).map(|_| std::sync::Mutex::new(std::collections::HashMap::new())).collect();
+        Self { store, memory: Arc::new(MemoryLimiter::default()), status, blocked: Arc::new(blocked) }
     }
 
-    /// Decides a request against `checks` (all-or-nothing).
-    pub async fn check(&self, checks: &[Check<'_>]) -> Result<Outcome, LimitError> {
+    fn blocked_shard(&self, id: &str) -> &BlockedShard {
+        &self.blocked[crate::balancer::hash64(id.as_bytes()) as usize % self.blocked.len()]
+    }
+
+    /// A refusal known locally: some policy's counter is exhausted until later.
+    fn known_refusal(&self, checks: &[Check<'_>], now: u64) -> Option<Outcome> {
+        let mut refused = false;
+        let verdicts = checks
+            .iter()
+            .map(|c| {
+                let id = counter_id(c.policy, c.key);
+                let shard = self.blocked_shard(&id).lock().unwrap_or_else(|e| e.into_inner());
+                match shard.get(&id) {
+                    Some((until, v)) if *until > now => {
+                        refused = true;
+                        Verdict {
+                            retry_ms: until - now,
+                            reset_ms: v.reset_ms.saturating_sub(v.retry_ms) + (until - now),
+                            ..*v
+                        }
+                    }
+                    _ => Verdict { allowed: true, remaining: c.spec.limit, reset_ms: 0, retry_ms: 0 },
+                }
+            })
+            .collect();
+        refused.then_some(Outcome { allowed: false, verdicts })
+    }
+
+    fn remember_refusals(&self, checks: &[Check<'_>], outcome: &Outcome, now: u64) {
+        for (c, v) in checks.iter().zip(&outcome.verdicts) {
+            if !v.allowed && v.retry_ms > 0 {
+                let id = counter_id(c.policy, c.key);
+                let mut shard = self.blocked_shard(&id).lock().unwrap_or_else(|e| e.into_inner());
+                if shard.len() > 100_000 {
+                    shard.retain(|_, (until, _)| *until > now);
+                }
+                shard.insert(id, (now + v.retry_ms, *v));
+            }
+        }
+    }
+
+    /// A counter's state without counting a request (`remaining` before any request).
+    pub async fn peek(&self, policy: &str, spec: &PolicySpec, key: &str) -> Result<Verdict, LimitError> {
         let Some(store) = &self.store else {
-            return Ok(self.local(checks, 1));
+            let id = counter_id(policy, key);
+            return Ok(self.memory.peek(&mem_check(&id, spec, 1), now_ms()));
         };
+        let out = self.script(store, "peek", &[Check { policy, spec, key }]).await.ok_or(LimitError::Unavailable)?;
+        out.verdicts.first().copied().ok_or(LimitError::Unavailable)
+    }
+
+    /// Forgets a counter (admin reset), locally and in Redis.
+    pub async fn reset(&self, policy: &str, key: &str) -> Result<(), LimitError> {
+        let id = counter_id(policy, key);
+        self.memory.reset(&id);
+        self.blocked_shard(&id).lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if let Some(store) = &self.store {
+            let k = store.keys().rate_limit(policy, key);
+            store
+                .query::<()>(redis::cmd("DEL").arg(&k).arg(format!("{k}:seq")))
+                .await
+                .map_err(|_| LimitError::Unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn script(&self, store: &Store, mode: &str, checks: &[Check<'_>]) -> Option<Outcome> {
         let keys: Vec<String> = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key)).collect();
-        let mut args: Vec<Vec<u8>> = vec![checks.len().to_string().into_bytes()];
+        let mut args: Vec<Vec<u8>> = vec![mode.as_bytes().to_vec(), checks.len().to_string().into_bytes()];
         for c in checks {
             args.push(algorithm_name(c.spec.algorithm).as_bytes().to_vec());
             args.push(c.spec.limit.to_string().into_bytes());
@@ -119,23 +199,42 @@ impl Limiter {
         }
         let arg_refs: Vec<&dyn crate::redis::ToRedisArgsDyn> =
             args.iter().map(|a| a as &dyn crate::redis::ToRedisArgsDyn).collect();
-        match store.script::<Vec<i64>>(&SCRIPT, &keys, &arg_refs).await {
-            Ok(reply) if reply.len() == 1 + 3 * checks.len() => {
+        let reply = store.script::<Vec<i64>>(&SCRIPT, &keys, &arg_refs).await.ok()?;
+        if reply.len() != 1 + 3 * checks.len() {
+            return None;
+        }
+        let verdicts = (0..checks.len())
+            .map(|i| {
+                let r = &reply[1 + 3 * i..4 + 3 * i];
+                Verdict {
+                    allowed: r[2] == 0,
+                    remaining: r[0].max(0) as u64,
+                    reset_ms: r[1].max(0) as u64,
+                    retry_ms: r[2].max(0) as u64,
+                }
+            })
+            .collect();
+        Some(Outcome { allowed: reply[0] == 1, verdicts })
+    }
+
+    /// Decides a request against `checks` (all-or-nothing).
+    pub async fn check(&self, checks: &[Check<'_>]) -> Result<Outcome, LimitError> {
+        let Some(store) = &self.store else {
+            return Ok(self.local(checks, 1));
+        };
+        let now = now_ms();
+        if let Some(refused) = self.known_refusal(checks, now) {
+            return Ok(refused);
+        }
+        match self.script(store, "decide", checks).await {
+            Some(outcome) => {
                 self.status.set_degraded("ratelimit", false);
-                let verdicts = (0..checks.len())
-                    .map(|i| {
-                        let r = &reply[1 + 3 * i..4 + 3 * i];
-                        Verdict {
-                            allowed: r[2] == 0,
-                            remaining: r[0].max(0) as u64,
-                            reset_ms: r[1].max(0) as u64,
-                            retry_ms: r[2].max(0) as u64,
-                        }
-                    })
-                    .collect();
-                Ok(Outcome { allowed: reply[0] == 1, verdicts })
+                if !outcome.allowed {
+                    self.remember_refusals(checks, &outcome, now);
+                }
+                Ok(outcome)
             }
-            Ok(_) | Err(_) => {
+            None => {
                 self.status.set_degraded("ratelimit", true);
                 self.fallback(checks)
             }
@@ -169,17 +268,7 @@ impl Limiter {
 
     fn local_refs(&self, checks: &[&Check<'_>], nodes: u64) -> Outcome {
         let ids: Vec<String> = checks.iter().map(|c| counter_id(c.policy, c.key)).collect();
-        let mem: Vec<MemCheck<'_>> = checks
-            .iter()
-            .zip(&ids)
-            .map(|(c, id)| MemCheck {
-                id,
-                algorithm: c.spec.algorithm,
-                limit: (c.spec.limit / nodes.max(1)).max(1),
-                window_ms: (c.spec.window.get().as_millis() as u64).max(1),
-                burst: c.spec.burst / nodes.max(1),
-            })
-            .collect();
+        let mem: Vec<MemCheck<'_>> = checks.iter().zip(&ids).map(|(c, id)| mem_check(id, c.spec, nodes)).collect();
         self.memory.check(&mem, now_ms())
     }
 }

@@ -9,6 +9,7 @@ mod instances;
 mod json;
 mod nodes;
 mod openapi;
+mod ratelimits;
 mod services;
 
 use std::collections::HashSet;
@@ -48,6 +49,10 @@ pub struct AdminState {
     pub membership: Addr<Membership>,
     /// Rate-limit policies defined in the config (services may only name these).
     pub policies: HashSet<String>,
+    /// The same policies with their settings (admin read/reset).
+    pub rate_policies: std::collections::HashMap<String, actors::spec::PolicySpec>,
+    /// The limiter (admin read/reset).
+    pub limiter: actors::ratelimit::Limiter,
     /// Local fan-out of cluster events (SSE).
     pub events: actors::redis::events::EventStream,
     /// Registry storage, for replaying the event log (Redis mode).
@@ -73,6 +78,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(nodes::routes)
                 .configure(events::routes)
                 .configure(openapi::routes)
+                .configure(ratelimits::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

@@ -104,6 +104,13 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                              "sub": {"type": "string"}, "issued_before": {"type": "string", "format": "date-time"}}})),
                          "responses": with(json!({"201": ok("Stored", json!({"type": "object", "properties": {"revoked": {"type": "integer"}}}))}), errors(&["400", "401", "503"]))}
             },
+            "/admin/ratelimits/{policy}/{key}": {
+                "parameters": [{"name": "policy", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the key value as built (consumer id, address, service name; parts joined by +)"}],
+                "get": {"summary": "Read a counter without counting a request", "responses": with(json!({"200": ok("Counter", json!({"type": "object", "properties": {
+                    "policy": {"type": "string"}, "key": {"type": "string"}, "limit": {"type": "integer"}, "remaining": {"type": "integer"}, "reset": {"type": "integer"}}}))}), errors(&["401", "404", "503"]))},
+                "delete": {"summary": "Reset a counter", "responses": with(json!({"204": {"description": "Reset"}}), errors(&["401", "404", "503"]))}
+            },
             "/admin/nodes": {
                 "get": {"summary": "Live gateway nodes", "responses": with(json!({"200": ok("Nodes", json!({"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}}}}))}), errors(&["401", "503"]))}
