@@ -165,3 +165,92 @@ impl MemoryLimiter {
         Outcome { allowed, verdicts }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Randomized checks of each algorithm against what it promises, over many seeded
+    //! request sequences (a small xorshift generator keeps them reproducible).
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Admitted request times for a random arrival sequence.
+    fn run(alg: Algorithm, limit: u64, window_ms: u64, burst: u64, seed: u64) -> Vec<u64> {
+        let mem = MemoryLimiter::default();
+        let mut rng = Rng(seed | 1);
+        let c = MemCheck { id: "k", algorithm: alg, limit, window_ms, burst };
+        let mut now = 1_000_000u64;
+        let mut admitted = Vec::new();
+        for _ in 0..2000 {
+            now += rng.next() % (window_ms / 10).max(2);
+            if mem.check(std::slice::from_ref(&c), now).allowed {
+                admitted.push(now);
+            }
+        }
+        admitted
+    }
+
+    #[test]
+    fn fixed_window_never_admits_more_than_the_limit_per_window() {
+        for seed in 1..40 {
+            let admitted = run(Algorithm::FixedWindow, 7, 1000, 0, seed);
+            let mut per_window: HashMap<u64, u64> = HashMap::new();
+            for t in &admitted {
+                *per_window.entry(t / 1000).or_default() += 1;
+            }
+            assert!(per_window.values().all(|n| *n <= 7), "seed {seed}: {per_window:?}");
+        }
+    }
+
+    #[test]
+    fn sliding_log_never_admits_more_than_the_limit_in_any_window() {
+        for seed in 1..40 {
+            let admitted = run(Algorithm::SlidingLog, 5, 1000, 0, seed);
+            for (i, t) in admitted.iter().enumerate() {
+                let in_window = admitted[..=i].iter().filter(|s| **s + 1000 > *t).count();
+                assert!(in_window <= 5, "seed {seed}: {in_window} in the window ending {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_never_admit_more_than_burst_plus_rate_times_elapsed() {
+        for alg in [Algorithm::TokenBucket, Algorithm::Gcra] {
+            for seed in 1..40 {
+                let (limit, window, burst) = (10u64, 1000u64, 4u64);
+                let admitted = run(alg, limit, window, burst, seed);
+                let Some(first) = admitted.first() else { continue };
+                for (i, t) in admitted.iter().enumerate() {
+                    let bound = burst as f64 + (t - first) as f64 * limit as f64 / window as f64 + 1.0;
+                    assert!((i + 1) as f64 <= bound, "{alg:?} seed {seed}: {} admitted by {t}, bound {bound}", i + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sliding_window_stays_within_its_documented_bound() {
+        // The weighted estimate never lets more than 2 x limit through in any window
+        // length, and never more than the limit within one fixed window.
+        for seed in 1..40 {
+            let admitted = run(Algorithm::SlidingWindow, 6, 1000, 0, seed);
+            for (i, t) in admitted.iter().enumerate() {
+                let in_window = admitted[..=i].iter().filter(|s| **s + 1000 > *t).count();
+                assert!(in_window <= 12, "seed {seed}: {in_window}");
+            }
+            let mut per_window: HashMap<u64, u64> = HashMap::new();
+            for t in &admitted {
+                *per_window.entry(t / 1000).or_default() += 1;
+            }
+            assert!(per_window.values().all(|n| *n <= 6), "seed {seed}: {per_window:?}");
+        }
+    }
+}
