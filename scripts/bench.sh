@@ -20,8 +20,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 
-IMPLEMENTED=(direct nginx_proxy passthrough full)
-DEFAULT_SCENARIOS=(direct nginx_proxy passthrough full)
+IMPLEMENTED=(direct nginx_proxy passthrough jwt full express_full)
+DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full express_full)
 
 # Planned scenarios and the feature each one waits for.
 declare -A PLANNED=(
@@ -84,7 +84,11 @@ want() { printf '%s\n' "${SCENARIOS[@]}" | grep -qx -- "$1"; }
 NEED_NGINX=0; NEED_GATEWAY=0
 want nginx_proxy && NEED_NGINX=1
 want passthrough && NEED_GATEWAY=1
+want jwt && NEED_GATEWAY=1
 want full && NEED_GATEWAY=1
+NEED_REDIS=0; NEED_EXPRESS=0
+want full && NEED_REDIS=1
+want express_full && { NEED_REDIS=1; NEED_EXPRESS=1; }
 
 # ---- tools ----------------------------------------------------------------------------
 APT_UPDATED=0
@@ -209,10 +213,9 @@ EOF
   wait_http "http://127.0.0.1:$NGINX_PORT/" nginx "$!"
 fi
 
-if [ $NEED_GATEWAY = 1 ]; then
-  JWT_SECRET=bench-$(date +%s)-$RANDOM
-  # An HS256 token for the `full` scenario, signed with the standard library only.
-  BENCH_TOKEN=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
+JWT_SECRET=bench-$(date +%s)-$RANDOM
+# An HS256 token for the JWT scenarios, signed with the standard library only.
+BENCH_TOKEN=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
 import base64, hashlib, hmac, json, os, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
 head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
@@ -221,6 +224,38 @@ sig = b64(hmac.new(os.environ["JWT_SECRET"].encode(), head + b"." + body, hashli
 print((head + b"." + body + b"." + sig).decode())
 PY
 )
+
+REDIS_CONF=""
+if [ $NEED_REDIS = 1 ]; then
+  command -v redis-server >/dev/null 2>&1 || { log "installing redis-server"; apt_install redis-server; }
+  pick_port REDIS_PORT 18379
+  log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$TMP/redis.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  REDIS_CONF="[redis]
+url = \"redis://127.0.0.1:$REDIS_PORT/0\"
+command_timeout = \"250ms\""
+fi
+
+if [ $NEED_EXPRESS = 1 ]; then
+  command -v node >/dev/null 2>&1 || { log "installing nodejs and npm"; apt_install nodejs npm; }
+  if [ ! -d "$ROOT/bench/express/node_modules" ]; then
+    log "npm install (bench/express: express, ioredis, jsonwebtoken, http-proxy-middleware)"
+    (cd "$ROOT/bench/express" && npm install --silent --no-audit --no-fund >/dev/null) || die "npm install failed"
+  fi
+  pick_port EXPRESS_PORT 18060
+  log "starting the seed-style Express gateway on 127.0.0.1:$EXPRESS_PORT"
+  PORT=$EXPRESS_PORT UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT" JWT_SECRET=$JWT_SECRET \
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT" node "$ROOT/bench/express/gateway.js" >"$TMP/express.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$EXPRESS_PORT/bench")" = 200 ] && break
+    sleep 0.1
+  done
+fi
+
+if [ $NEED_GATEWAY = 1 ]; then
   pick_port GATEWAY_PORT 18080
   pick_port ADMIN_PORT 18081
   cat >"$TMP/gateway.toml" <<EOF
@@ -236,11 +271,21 @@ access_log = false
 format = "json"
 level = "warn"
 
+$REDIS_CONF
+
 [auth.jwt]
 algorithms = ["HS256"]
 [[auth.jwt.keys]]
 kid = "bench"
 secret = "$JWT_SECRET"
+
+# full: a limit high enough never to refuse; every request still costs its Redis decision.
+[rate_limit.policies.bench]
+algorithm = "sliding_window"
+limit = 1000000000
+window = "1m"
+key = "consumer"
+failure_mode = "open"
 
 [[services]]
 name = "bench"
@@ -248,11 +293,19 @@ prefix = "/"
 strip_prefix = false
 endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
 
-# full: the same upstream behind JWT verification (rate limiting joins when it lands).
+# jwt: the same upstream behind JWT verification only.
+[[services]]
+name = "jwt"
+prefix = "/jwt"
+auth = "jwt"
+endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
+
+# full: JWT + a sliding-window limit decided in Redis (when Redis runs) + proxy.
 [[services]]
 name = "secure"
 prefix = "/secure"
 auth = "jwt"
+rate_limit = "$([ $NEED_REDIS = 1 ] && echo bench || echo none)"
 endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
 EOF
   log "starting gateway on 127.0.0.1:$GATEWAY_PORT (admin $ADMIN_PORT, 1 worker)"
@@ -267,7 +320,9 @@ url_for() {
     direct) echo "http://127.0.0.1:$UPSTREAM_PORT/bench" ;;
     nginx_proxy) echo "http://127.0.0.1:$NGINX_PORT/bench" ;;
     passthrough) echo "http://127.0.0.1:$GATEWAY_PORT/bench" ;;
+    jwt) echo "http://127.0.0.1:$GATEWAY_PORT/jwt/bench" ;;
     full) echo "http://127.0.0.1:$GATEWAY_PORT/secure/bench" ;;
+    express_full) echo "http://127.0.0.1:$EXPRESS_PORT/bench" ;;
   esac
 }
 
@@ -300,18 +355,27 @@ FAILED=()
 for s in "${SCENARIOS[@]}"; do
   url=$(url_for "$s")
   HDR=()
-  [ "$s" != full ] || HDR=(-H "Authorization: Bearer $BENCH_TOKEN")
+  case $s in jwt | full | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
   check_ok "$url" "$s"
   log "$s: warm-up wrk -t$THREADS -c$CONNECTIONS -d$WARMUP $url"
   run_wrk "$TMP/$s.warmup.txt" "${HDR[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" \
     || die "$s: wrk warm-up failed: $(cat "$TMP/$s.warmup.txt")"
   log "$s: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $url"
   out=$TMP/$s.wrk.txt
+  [ "$s" != full ] || [ $NEED_REDIS = 0 ] || redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
   run_wrk "$out" "${HDR[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" \
     || die "$s: wrk failed: $(cat "$out")"
   sed 's/^/    /' "$out" >&2
 
   RPS[$s]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+  if [ "$s" = full ] && [ $NEED_REDIS = 1 ]; then
+    reqs=$(awk '/requests in/ { print $1 }' "$out")
+    # Round trips only: commands a script runs inside Redis are counted in commandstats
+    # too, but cost no extra round trip (the membership heartbeat adds ~3 per second).
+    cmds=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[:=,]' '/^cmdstat_(evalsha|eval):/ { n += $3 } END { print n + 0 }')
+    REDIS_PER_REQUEST=$(awk -v c="$cmds" -v r="$reqs" 'BEGIN { if (r > 0) printf "%.3f", c / r; else print "null" }')
+    log "full: $cmds Redis script calls for $reqs requests ($REDIS_PER_REQUEST per request)"
+  fi
   p50=$(awk '$1 == "50%" { print $2 }' "$out")
   p99=$(awk '$1 == "99%" { print $2 }' "$out")
   [ -n "${RPS[$s]}" ] && [ -n "$p50" ] && [ -n "$p99" ] || die "$s: cannot parse wrk output ($out)"
@@ -399,10 +463,18 @@ MD=$RESULTS/$STAMP.md
       "${r/null/-}" "${q/null/-}" "$((NON2XX[$s] + SOCKERR[$s]))"
   done
   for s in "${SKIPPED[@]}"; do printf '| %s | skipped: needs %s | | | | | |\n' "$s" "${PLANNED[$s]}"; done
-  if want full && want passthrough; then
-    full_ok=$(awk -v a="${RPS[full]}" -v b="${RPS[passthrough]}" 'BEGIN { print (a >= 0.9 * b) ? "met" : "NOT met" }')
+  if want jwt && want passthrough; then
+    jwt_ok=$(awk -v a="${RPS[jwt]}" -v b="${RPS[passthrough]}" 'BEGIN { print (a >= 0.9 * b) ? "met" : "NOT met" }')
     echo
-    echo "JWT verification cost (full vs passthrough): rps $full_ok for >= 0.9 x ($(ratio "${RPS[full]}" "${RPS[passthrough]}") x)"
+    echo "JWT verification cost (jwt vs passthrough): rps $jwt_ok for >= 0.9 x ($(ratio "${RPS[jwt]}" "${RPS[passthrough]}") x)"
+  fi
+  if want full && [ -n "$NG_RPS" ]; then
+    full_ok=$(awk -v a="${RPS[full]}" -v b="$NG_RPS" 'BEGIN { print (a >= 0.5 * b) ? "met" : "NOT met" }')
+    echo "full (JWT + Redis sliding window) vs nginx_proxy: rps $full_ok for >= 0.5 x ($(ratio "${RPS[full]}" "$NG_RPS") x); Redis round trips per request: ${REDIS_PER_REQUEST:-n/a}"
+  fi
+  if want full && want express_full; then
+    ex_ok=$(awk -v a="${RPS[full]}" -v b="${RPS[express_full]}" 'BEGIN { print (a >= 15 * b) ? "met" : "NOT met" }')
+    echo "full vs express_full (seed-style Express gateway): rps $ex_ok for >= 15 x ($(ratio "${RPS[full]}" "${RPS[express_full]}") x)"
   fi
   if want passthrough && [ -n "$NG_RPS" ]; then
     rps_ok=$(awk -v a="${RPS[passthrough]}" -v b="$NG_RPS" 'BEGIN { print (a >= 0.8 * b) ? "met" : "NOT met" }')
