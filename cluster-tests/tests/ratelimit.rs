@@ -130,6 +130,7 @@ async fn admin_reads_and_resets_a_key() {
 #[actix_rt::test]
 async fn closed_policies_refuse_and_local_ones_keep_limiting_when_redis_is_gone() {
     let mut redis = TestRedis::start();
+    let port = redis.port();
     let up = MockUpstream::start("up");
     let policies =
         "[rate_limit.policies.strict]\nlimit = 100\nwindow = \"1m\"\nkey = \"ip\"\nfailure_mode = \"closed\"\n";
@@ -159,4 +160,13 @@ async fn closed_policies_refuse_and_local_ones_keep_limiting_when_redis_is_gone(
         serde_json::from_slice(&client().get(local.url("/health")).send().await.unwrap().body().await.unwrap())
             .unwrap();
     assert!(health["degraded"].as_array().unwrap().iter().any(|d| d == "ratelimit"), "{health}");
+
+    // Redis comes back: cluster limits resume without restarting the nodes.
+    let _back = TestRedis::start_on(port);
+    let url = strict.url("/api/api/x");
+    let resumed = cluster_tests::eventually(Duration::from_secs(10), async || {
+        (client().get(url.as_str()).send().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+    assert!(resumed.is_some(), "closed policy still refusing after Redis returned");
 }
