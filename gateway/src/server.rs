@@ -24,7 +24,7 @@ use crate::pipeline::limits::Limits;
 use crate::pipeline::ratelimit::RateLimits;
 use crate::pipeline::{self, Pipeline};
 use crate::{proxy, telemetry};
-use actors::ratelimit::Limiter;
+use actors::ratelimit::{Limiter, RateLimiter};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +137,12 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         api_key_header,
     );
     pipeline.jwks = jwks;
-    let limiter = Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone());
+    let rate_limiter = RateLimiter::new(
+        Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
+        config.rate_limit.policies.clone().into_iter().collect(),
+    );
     pipeline.rate_limits = Some(RateLimits {
-        limiter: limiter.clone(),
+        limiter: rate_limiter.handle(),
         policies: config.rate_limit.policies.clone().into_iter().collect(),
         tiers: config.rate_limit.tiers.clone().into_iter().collect(),
     });
@@ -186,8 +189,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         registry,
         membership: membership.clone(),
         policies: config.rate_limit.policies.keys().cloned().collect(),
-        rate_policies: config.rate_limit.policies.clone().into_iter().collect(),
-        limiter,
+        rate_limiter: rate_limiter.start(),
         jwt_configured: config.auth.jwt.is_some(),
         events,
         registry_store,

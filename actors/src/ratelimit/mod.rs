@@ -340,3 +340,85 @@ mod tests {
         let _ = policy(Algorithm::Gcra, 1, 1);
     }
 }
+
+/// Read a counter without counting a request.
+#[derive(actix::Message)]
+#[rtype(result = "Result<(PolicySpec, Verdict), RateLimitAdminError>")]
+pub struct ReadCounter {
+    /// Policy name.
+    pub policy: String,
+    /// Key value.
+    pub key: String,
+}
+
+/// Reset a counter.
+#[derive(actix::Message)]
+#[rtype(result = "Result<(), RateLimitAdminError>")]
+pub struct ResetCounter {
+    /// Policy name.
+    pub policy: String,
+    /// Key value.
+    pub key: String,
+}
+
+/// Why an admin rate-limit call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitAdminError {
+    /// No such policy.
+    #[error("rate-limit policy {0:?} not found")]
+    UnknownPolicy(String),
+    /// Redis could not answer.
+    #[error("{0}")]
+    Unavailable(#[from] LimitError),
+}
+
+/// `RateLimiter`: owns the policies and the limiter. Decisions on the request path go
+/// through the lock-free `Limiter` handle (no mailbox hop per request); the actor serves
+/// the admin reads and resets.
+pub struct RateLimiter {
+    limiter: Limiter,
+    policies: std::collections::HashMap<String, PolicySpec>,
+}
+
+impl RateLimiter {
+    /// An actor over `limiter` with `policies`.
+    pub fn new(limiter: Limiter, policies: std::collections::HashMap<String, PolicySpec>) -> Self {
+        Self { limiter, policies }
+    }
+
+    /// The request-path handle.
+    pub fn handle(&self) -> Limiter {
+        self.limiter.clone()
+    }
+}
+
+impl actix::Actor for RateLimiter {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<ReadCounter> for RateLimiter {
+    type Result = actix::ResponseFuture<Result<(PolicySpec, Verdict), RateLimitAdminError>>;
+    fn handle(&mut self, msg: ReadCounter, _: &mut Self::Context) -> Self::Result {
+        let limiter = self.limiter.clone();
+        let spec = self.policies.get(&msg.policy).cloned();
+        Box::pin(async move {
+            let spec = spec.ok_or_else(|| RateLimitAdminError::UnknownPolicy(msg.policy.clone()))?;
+            let v = limiter.peek(&msg.policy, &spec, &msg.key).await?;
+            Ok((spec, v))
+        })
+    }
+}
+
+impl actix::Handler<ResetCounter> for RateLimiter {
+    type Result = actix::ResponseFuture<Result<(), RateLimitAdminError>>;
+    fn handle(&mut self, msg: ResetCounter, _: &mut Self::Context) -> Self::Result {
+        let limiter = self.limiter.clone();
+        let known = self.policies.contains_key(&msg.policy);
+        Box::pin(async move {
+            if !known {
+                return Err(RateLimitAdminError::UnknownPolicy(msg.policy));
+            }
+            Ok(limiter.reset(&msg.policy, &msg.key).await?)
+        })
+    }
+}

@@ -49,10 +49,8 @@ pub struct AdminState {
     pub membership: Addr<Membership>,
     /// Rate-limit policies defined in the config (services may only name these).
     pub policies: HashSet<String>,
-    /// The same policies with their settings (admin read/reset).
-    pub rate_policies: std::collections::HashMap<String, actors::spec::PolicySpec>,
-    /// The limiter (admin read/reset).
-    pub limiter: actors::ratelimit::Limiter,
+    /// The rate limiter actor (admin read/reset).
+    pub rate_limiter: Addr<actors::ratelimit::RateLimiter>,
     /// Local fan-out of cluster events (SSE).
     pub events: actors::redis::events::EventStream,
     /// Registry storage, for replaying the event log (Redis mode).

@@ -3,8 +3,18 @@
 //! (`consumer` → consumer id, `ip` → address, `route` → service name, parts joined by `+`).
 
 use actix_web::{HttpResponse, web};
+use actors::ratelimit::{RateLimitAdminError, ReadCounter, ResetCounter};
 
-use super::{AdminError, AdminState};
+use super::{ACTOR_WAIT, AdminError, AdminState};
+
+impl From<RateLimitAdminError> for AdminError {
+    fn from(e: RateLimitAdminError) -> Self {
+        match e {
+            RateLimitAdminError::UnknownPolicy(_) => AdminError::not_found(e.to_string()),
+            RateLimitAdminError::Unavailable(_) => AdminError::unavailable(e.to_string()),
+        }
+    }
+}
 
 /// Mounts the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -13,11 +23,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn read(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, AdminError> {
     let (policy, key) = path.into_inner();
-    let spec = state
-        .rate_policies
-        .get(&policy)
-        .ok_or_else(|| AdminError::not_found(format!("rate-limit policy {policy:?} not found")))?;
-    let v = state.limiter.peek(&policy, spec, &key).await.map_err(|e| AdminError::unavailable(e.to_string()))?;
+    let (spec, v) =
+        state.rate_limiter.send(ReadCounter { policy: policy.clone(), key: key.clone() }).timeout(ACTOR_WAIT).await??;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "policy": policy,
         "key": key,
@@ -29,9 +36,6 @@ async fn read(state: web::Data<AdminState>, path: web::Path<(String, String)>) -
 
 async fn reset(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, AdminError> {
     let (policy, key) = path.into_inner();
-    if !state.rate_policies.contains_key(&policy) {
-        return Err(AdminError::not_found(format!("rate-limit policy {policy:?} not found")));
-    }
-    state.limiter.reset(&policy, &key).await.map_err(|e| AdminError::unavailable(e.to_string()))?;
+    state.rate_limiter.send(ResetCounter { policy, key }).timeout(ACTOR_WAIT).await??;
     Ok(HttpResponse::NoContent().finish())
 }
