@@ -51,7 +51,7 @@ pub fn prepare(listen: SocketAddr, admin_listen: SocketAddr) -> Result<Prepared,
     let echo = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("demo upstream: {e}"))?;
     let echo_port = echo.local_addr().map_err(|e| format!("demo upstream: {e}"))?.port();
     // A fresh HS256 secret per run: the printed token works only against this demo.
-    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let secret = actors::hex(&rand::random::<[u8; 32]>());
     let text = format!(
         r#"
 [node]

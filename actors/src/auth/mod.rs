@@ -295,7 +295,7 @@ impl Handler<CreateKey> for AuthGuard {
         let digest = key_digest(key.as_bytes());
         let suffix: [u8; 6] = rand::random();
         let rec = KeyRecord {
-            key_id: format!("k-{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            key_id: format!("k-{}", crate::hex(&suffix)),
             consumer: msg.consumer,
             name: msg.name,
             created_at: crate::now_rfc3339(),

@@ -94,22 +94,13 @@ pub struct KeyRecord {
 
 /// SHA-256 of a key, hex-encoded (the storage form).
 pub fn key_digest(key: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(key);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
+    crate::hex(&Sha256::digest(key))
 }
 
 /// A new random API key: 32 bytes from the OS-seeded CSPRNG, URL-safe.
 pub fn new_api_key() -> String {
     let bytes: [u8; 32] = rand::random();
-    let mut s = String::from("gwk_");
-    s.extend(bytes.iter().map(|b| format!("{b:02x}")));
-    s
+    format!("gwk_{}", crate::hex(&bytes))
 }
 
 /// A revocation rule.
@@ -145,10 +136,6 @@ pub struct Directory {
     pub cutoffs: HashMap<String, u64>,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Directory {
     /// Authenticates an API key.
     pub fn api_key(&self, presented: &[u8]) -> Result<Identity, AuthError> {
@@ -167,7 +154,7 @@ impl Directory {
 
     /// Applies revocations and the consumer record to a verified JWT identity.
     pub fn check_token(&self, mut id: Identity, token: &str) -> Result<Identity, AuthError> {
-        let now = now_secs();
+        let now = crate::now_unix();
         let token_id = id.jti.clone().unwrap_or_else(|| key_digest(token.as_bytes()));
         if self.revoked.get(&token_id).is_some_and(|exp| *exp >= now) {
             return Err(AuthError::TokenRevoked);
@@ -206,7 +193,7 @@ impl Directory {
 
     /// Drops revocations whose tokens have expired anyway.
     pub fn prune(&mut self) {
-        let now = now_secs();
+        let now = crate::now_unix();
         self.revoked.retain(|_, exp| *exp >= now);
     }
 }

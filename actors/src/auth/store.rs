@@ -38,10 +38,6 @@ pub struct AuthStore {
     node: Arc<str>,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl AuthStore {
     /// Auth storage on `store`, publishing as node `node`.
     pub fn new(store: Store, node: Arc<str>) -> Self {
@@ -128,7 +124,7 @@ impl AuthStore {
             .script(
                 &scripts::AUTH_REVOKE,
                 &[k.auth_revoked(), k.auth_cutoffs()],
-                &[&kind, &subject, &value, &now_secs(), &k.events_channel(), &ev],
+                &[&kind, &subject, &value, &crate::now_unix(), &k.events_channel(), &ev],
             )
             .await?;
         Ok(())
@@ -143,7 +139,7 @@ impl AuthStore {
             .script(
                 &scripts::AUTH_SNAPSHOT,
                 &[k.auth_consumers(), k.auth_keys(), k.auth_revoked(), k.auth_cutoffs()],
-                &[&now_secs()],
+                &[&crate::now_unix()],
             )
             .await?;
         let mut dir = Directory::default();

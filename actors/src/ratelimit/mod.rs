@@ -86,10 +86,6 @@ pub struct Limiter {
     blocked: Arc<Vec<BlockedShard>>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn counter_id(policy: &str, key: &str) -> String {
     format!("{policy}\u{1f}{key}")
 }
@@ -167,7 +163,7 @@ impl Limiter {
     pub async fn peek(&self, policy: &str, spec: &PolicySpec, key: &str) -> Result<Verdict, LimitError> {
         let Some(store) = &self.store else {
             let id = counter_id(policy, key);
-            return Ok(self.memory.peek(&mem_check(&id, spec, 1), now_ms()));
+            return Ok(self.memory.peek(&mem_check(&id, spec, 1), crate::now_unix_ms()));
         };
         let out = self.script(store, "peek", &[Check { policy, spec, key }]).await.ok_or(LimitError::Unavailable)?;
         out.verdicts.first().copied().ok_or(LimitError::Unavailable)
@@ -222,7 +218,7 @@ impl Limiter {
         let Some(store) = &self.store else {
             return Ok(self.local(checks, 1));
         };
-        let now = now_ms();
+        let now = crate::now_unix_ms();
         if let Some(refused) = self.known_refusal(checks, now) {
             return Ok(refused);
         }
@@ -269,7 +265,7 @@ impl Limiter {
     fn local_refs(&self, checks: &[&Check<'_>], nodes: u64) -> Outcome {
         let ids: Vec<String> = checks.iter().map(|c| counter_id(c.policy, c.key)).collect();
         let mem: Vec<MemCheck<'_>> = checks.iter().zip(&ids).map(|(c, id)| mem_check(id, c.spec, nodes)).collect();
-        self.memory.check(&mem, now_ms())
+        self.memory.check(&mem, crate::now_unix_ms())
     }
 }
 

@@ -93,10 +93,6 @@ fn views(entry: &ServiceEntry) -> Vec<InstanceView> {
         .collect()
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl ServiceRegistry {
     /// Applies an instance change: locally in memory mode, through Redis otherwise.
     fn instance_change(
@@ -151,7 +147,7 @@ impl Handler<RegisterInstance> for ServiceRegistry {
     type Result = AtomicResponse<Self, Result<InstanceView, RegistryError>>;
     fn handle(&mut self, msg: RegisterInstance, _: &mut Context<Self>) -> Self::Result {
         let RegisterInstance { service, mut record } = msg;
-        record.expires_at = if record.ttl_ms > 0 { now_ms() + record.ttl_ms } else { 0 };
+        record.expires_at = if record.ttl_ms > 0 { crate::now_unix_ms() + record.ttl_ms } else { 0 };
         let payload = serde_json::to_string(&record).unwrap_or_default();
         let view = InstanceView {
             id: record.id.clone(),
@@ -194,7 +190,7 @@ impl Handler<HeartbeatInstance> for ServiceRegistry {
         AtomicResponse::new(self.instance_change(InstanceOp::Heartbeat, msg.service, msg.id, String::new(), move |e| {
             let inst = e.instances.get_mut(&id).ok_or(RegistryError::InstanceNotFound(id))?;
             if inst.ttl_ms > 0 {
-                inst.expires_at = now_ms() + inst.ttl_ms;
+                inst.expires_at = crate::now_unix_ms() + inst.ttl_ms;
             }
             Ok(false)
         }))
@@ -231,7 +227,7 @@ impl Handler<SweepExpired> for ServiceRegistry {
     fn handle(&mut self, _: SweepExpired, _: &mut Context<Self>) -> Self::Result {
         match &self.backend {
             Backend::Memory => {
-                let now = now_ms();
+                let now = crate::now_unix_ms();
                 let mut changed = false;
                 for entry in self.services.values_mut() {
                     if entry.instances.values().any(|i| i.expires_at > 0 && i.expires_at < now) {

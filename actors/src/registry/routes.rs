@@ -222,10 +222,16 @@ impl RouteTable {
     /// Finds the route for a request path and host (host as sent; port and case ignored).
     pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<Route>> {
         let host = host.map(strip_port).unwrap_or("");
+        // Host names compare case-insensitively; lower-case once, not per route.
+        let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(host)
+        };
         let mut candidate = path;
         loop {
             if let Some(routes) = self.by_prefix.get(candidate)
-                && let Some(r) = routes.iter().find(|r| r.serves_host_ci(host))
+                && let Some(r) = routes.iter().find(|r| r.serves_host(&host))
             {
                 return Some(r);
             }
@@ -258,19 +264,6 @@ impl RouteTable {
     /// True when no service is routable.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
-    }
-}
-
-impl Route {
-    fn serves_host_ci(&self, host: &str) -> bool {
-        if self.spec.hosts.is_empty() {
-            return true;
-        }
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.serves_host(&host.to_ascii_lowercase())
-        } else {
-            self.serves_host(host)
-        }
     }
 }
 

@@ -279,5 +279,5 @@ fn int(v: &Value) -> Option<u64> {
 
 fn uuid_like() -> String {
     let r: [u8; 16] = rand::random();
-    r.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&r)
 }

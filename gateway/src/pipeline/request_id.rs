@@ -24,7 +24,7 @@ pub fn of(req: &HttpRequest) -> HeaderValue {
 /// A fresh UUIDv7 as a header value. Random bits come from the thread-local CSPRNG
 /// (`Uuid::now_v7` would make a `getrandom` syscall per request).
 pub fn generate() -> HeaderValue {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let millis = actors::now_unix_ms();
     let random: [u8; 10] = rand::random();
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
