@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
+use crate::circuit::CircuitCell;
 use crate::spec::{BalancerKind, UpstreamUrl};
 
 /// Virtual nodes per unit of weight on the consistent-hash ring.
@@ -45,6 +46,7 @@ pub struct Endpoint {
     pub source: EndpointSource,
     in_flight: AtomicU32,
     healthy: AtomicBool,
+    circuit: CircuitCell,
 }
 
 impl Endpoint {
@@ -59,6 +61,7 @@ impl Endpoint {
             source,
             in_flight: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
+            circuit: CircuitCell::default(),
         }
     }
 
@@ -75,6 +78,11 @@ impl Endpoint {
     /// Records the result of a health check.
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// This endpoint's breaker as the request path sees it.
+    pub fn circuit(&self) -> &CircuitCell {
+        &self.circuit
     }
 
     /// Whether this endpoint may take new requests at all (healthy and not drained).

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod balancer;
+pub mod circuit;
 pub mod health_check;
 pub mod membership;
 pub mod names;

@@ -8,3 +8,5 @@ pub const M_DEGRADED: &str = "gateway_degraded";
 pub const M_REDIS_DURATION: &str = "gateway_redis_command_duration_seconds";
 /// Redis commands that failed or timed out.
 pub const M_REDIS_ERRORS: &str = "gateway_redis_errors_total";
+/// Breaker state per instance: 0 closed, 1 open, 2 half-open (labels `service`, `instance`).
+pub const M_CIRCUIT_STATE: &str = "gateway_circuit_state";

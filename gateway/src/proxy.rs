@@ -14,7 +14,9 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::balancer::{Endpoint, InFlight};
+use actors::circuit::Breakers;
 use actors::registry::Route;
+use actors::spec::CircuitBreakerSpec;
 use awc::error::{ConnectError, SendRequestError};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -93,6 +95,8 @@ pub struct Forward<'a> {
     pub started: Instant,
     /// The verified caller, sent upstream as `X-Consumer-Id` / `X-Consumer-Tier`.
     pub identity: Option<&'a actors::auth::Identity>,
+    /// The node's breakers (used when the service has `[services.circuit_breaker]`).
+    pub breakers: Option<&'a Breakers>,
 }
 
 /// What happened upstream, for metrics and the access log.
@@ -145,13 +149,9 @@ pub async fn forward(
     let mut headers = Some(upstream_headers(&fw));
     let timeout = fw.route.spec.timeout.get();
     let mut tried: Vec<Arc<str>> = Vec::new();
+    let breaker = fw.breakers.zip(fw.route.spec.circuit_breaker.as_ref());
     for attempt in 1..=attempts {
-        let endpoint = fw
-            .route
-            .pool
-            .pick(fw.hash_key, &tried, |_| true)
-            .or_else(|| if tried.is_empty() { None } else { fw.route.pool.pick(fw.hash_key, &[], |_| true) })
-            .ok_or_else(|| no_healthy_upstream(fw.route))?;
+        let (endpoint, probe) = choose(&fw, &tried, breaker.map(|(b, _)| b)).await?;
         let in_flight = InFlight::start(Arc::clone(&endpoint));
         outcome.endpoint = Some(Arc::clone(&endpoint));
         outcome.attempts = attempt;
@@ -178,10 +178,22 @@ pub async fn forward(
         };
         outcome.upstream_time = Some(sent_at.elapsed());
         match result {
-            Ok(res) => return Ok(respond(res, in_flight, method, fw.via)),
+            Ok(res) => {
+                if let Some((b, spec)) = breaker {
+                    b.record(&fw.route.name, &endpoint, !spec.is_failure(res.status().as_u16()), probe);
+                }
+                return Ok(respond(res, in_flight, method, fw.via));
+            }
             Err(e) => {
                 if let Some(f) = fault.get() {
+                    // The client's fault (body too large or too slow), not the upstream's.
+                    if probe && let Some((b, _)) = breaker {
+                        b.record(&fw.route.name, &endpoint, true, true);
+                    }
                     return Err(f.into_error(fw.limits));
+                }
+                if let Some((b, _)) = breaker {
+                    b.record(&fw.route.name, &endpoint, false, probe);
                 }
                 let retriable = matches!(e, SendRequestError::Connect(_));
                 let err = classify(e, timeout, &endpoint);
@@ -199,9 +211,52 @@ pub async fn forward(
     Err(no_healthy_upstream(fw.route))
 }
 
-/// 503 with `Retry-After`: the health-check interval when checks took endpoints out.
+/// The endpoint for the next attempt and whether it is a half-open probe. With a breaker,
+/// an instance whose open period has run out gets this request as a probe when the
+/// cluster still has one to give; otherwise only instances with closed breakers are used.
+async fn choose(
+    fw: &Forward<'_>,
+    tried: &[Arc<str>],
+    breakers: Option<&Breakers>,
+) -> Result<(Arc<Endpoint>, bool), GatewayError> {
+    let pool = &fw.route.pool;
+    let Some(breakers) = breakers else {
+        return pool
+            .pick(fw.hash_key, tried, |_| true)
+            .or_else(|| if tried.is_empty() { None } else { pool.pick(fw.hash_key, &[], |_| true) })
+            .map(|e| (e, false))
+            .ok_or_else(|| no_healthy_upstream(fw.route));
+    };
+    let now = actors::now_unix_ms();
+    for ep in pool.endpoints() {
+        if ep.is_selectable()
+            && ep.circuit().probe_due(now)
+            && !tried.contains(&ep.id)
+            && breakers.probe(&fw.route.name, ep).await
+        {
+            return Ok((Arc::clone(ep), true));
+        }
+    }
+    let closed = |e: &Endpoint| e.circuit().admits();
+    pool.pick(fw.hash_key, tried, closed)
+        .or_else(|| if tried.is_empty() { None } else { pool.pick(fw.hash_key, &[], closed) })
+        .map(|e| (e, false))
+        .ok_or_else(|| no_healthy_upstream(fw.route))
+}
+
+/// 503 with `Retry-After`: seconds until the earliest breaker goes half-open when
+/// breakers took instances out, else the health-check interval.
 fn no_healthy_upstream(route: &Route) -> GatewayError {
-    let retry_after = route.spec.health_check.as_ref().map_or(1, |h| h.interval.get().as_secs_f64().ceil() as u64);
+    let now = actors::now_unix_ms();
+    let breaker_wait = route
+        .spec
+        .circuit_breaker
+        .as_ref()
+        .and_then(|_: &CircuitBreakerSpec| route.pool.endpoints().iter().filter_map(|e| e.circuit().open_until()).min())
+        .map(|until| until.saturating_sub(now).div_ceil(1000));
+    let retry_after = breaker_wait
+        .or_else(|| route.spec.health_check.as_ref().map(|h| h.interval.get().as_secs_f64().ceil() as u64))
+        .unwrap_or(1);
     GatewayError::NoHealthyUpstream { service: route.name.to_string(), retry_after: retry_after.max(1) }
 }
 

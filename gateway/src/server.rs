@@ -9,6 +9,7 @@ use actix_web::http::KeepAlive;
 use actix_web::http::header::HeaderName;
 use actix_web::{App, HttpServer, web};
 use actors::auth::{AuthGuard, AuthStore, AuthView, JwtVerifier};
+use actors::circuit::{Breakers, CircuitBreaker, CircuitStore};
 use actors::health_check::HealthChecker;
 use actors::membership::{Leave, Membership};
 use actors::redis::events::{event_stream, spawn_subscriber};
@@ -92,6 +93,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         .with_local_events(events.clone(), Arc::clone(&node))
         .start();
     HealthChecker::new(routes.clone(), registry.clone(), status.clone()).start();
+    let breakers = Breakers::start(CircuitBreaker::new(
+        routes.clone(),
+        store.as_ref().map(|s| CircuitStore::new(s.for_actor("circuit"), Arc::clone(&node))),
+        status.clone(),
+    ));
     let membership = Membership::new(&node_id, config.node.listen.to_string(), store.clone(), status.clone()).start();
 
     let health = web::Data::new(Health { node: Arc::clone(&node), status: status.clone() });
@@ -113,7 +119,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let auth_guard = AuthGuard::new(jwt, auth_store, auth_view.clone(), status.clone()).start();
     if let Some(store) = &store {
         let store = store.clone();
-        let recipients = vec![registry.clone().recipient(), auth_guard.clone().recipient()];
+        let recipients =
+            vec![registry.clone().recipient(), auth_guard.clone().recipient(), breakers.addr().clone().recipient()];
         let stream = events.clone();
         actix_rt::spawn(async move {
             store.connect_with_retry().await;
@@ -137,6 +144,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         api_key_header,
     );
     pipeline.jwks = jwks;
+    pipeline.breakers = Some(breakers.clone());
     let rate_limiter = RateLimiter::new(
         Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
         config.rate_limit.policies.clone().into_iter().collect(),
@@ -195,6 +203,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         registry_store,
         auth: auth_guard,
         auth_view: pipeline.auth.clone(),
+        circuits: breakers.addr().clone(),
     });
     let admin = {
         let health = health.clone();
@@ -236,14 +245,10 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
 /// at start instead of silently not enforcing them.
 fn warn_unenforced(config: &Config) {
     for s in &config.services {
-        let pending: Vec<&str> = [
-            s.cache.is_some().then_some("cache"),
-            s.circuit_breaker.is_some().then_some("circuit_breaker"),
-            s.queue.is_some().then_some("queue"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let pending: Vec<&str> = [s.cache.is_some().then_some("cache"), s.queue.is_some().then_some("queue")]
+            .into_iter()
+            .flatten()
+            .collect();
         if !pending.is_empty() {
             tracing::warn!(
                 service = %s.name,

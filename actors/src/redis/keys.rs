@@ -102,6 +102,11 @@ impl Keys {
         format!("{}{{rl:{key}}}:{policy}", self.prefix)
     }
 
+    /// Circuit breakers: `<service>/<instance>` → breaker JSON (`circuit/machine.rs`).
+    pub fn circuits(&self) -> String {
+        format!("{}{{circuit}}:breakers", self.prefix)
+    }
+
     /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)

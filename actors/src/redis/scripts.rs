@@ -32,3 +32,5 @@ pub static AUTH_DELETE_CONSUMER: LazyLock<Script> =
 pub static AUTH_REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/auth_revoke.lua")));
 /// Create / replace / update / delete one auth record and publish it.
 pub static AUTH_PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/auth_put.lua")));
+/// Trip / probe / probe result / reset of one circuit breaker, published when it changes.
+pub static CIRCUIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/circuit.lua")));

@@ -273,6 +273,20 @@ pub struct CircuitBreakerSpec {
     /// Probes let through, cluster-wide, while half-open.
     #[serde(default = "three")]
     pub half_open_probes: u32,
+    /// Upstream statuses counted as failures besides connect errors and timeouts
+    /// (default: every 5xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_statuses: Option<Vec<u16>>,
+}
+
+impl CircuitBreakerSpec {
+    /// Whether an upstream answer with `status` counts as a failure.
+    pub fn is_failure(&self, status: u16) -> bool {
+        match &self.failure_statuses {
+            Some(list) => list.contains(&status),
+            None => (500..600).contains(&status),
+        }
+    }
 }
 
 impl Eq for CircuitBreakerSpec {}
@@ -280,6 +294,7 @@ impl std::hash::Hash for CircuitBreakerSpec {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         self.failure_ratio.to_bits().hash(h);
         (self.min_requests, self.window, self.consecutive_failures, self.open_for, self.half_open_probes).hash(h);
+        self.failure_statuses.hash(h);
     }
 }
 
@@ -607,6 +622,12 @@ impl ServiceSpec {
             }
             if cb.half_open_probes == 0 {
                 return Err(FieldError::new("circuit_breaker.half_open_probes", "must be at least 1"));
+            }
+            if let Some(i) = cb.failure_statuses.iter().flatten().position(|s| !(100..=599).contains(s)) {
+                return Err(FieldError::new(
+                    format!("circuit_breaker.failure_statuses[{i}]"),
+                    "must be an HTTP status",
+                ));
             }
         }
         if let Some(q) = &self.queue {

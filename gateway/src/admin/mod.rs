@@ -2,6 +2,7 @@
 //! `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
+mod circuits;
 mod consumers;
 mod error;
 mod events;
@@ -59,6 +60,8 @@ pub struct AdminState {
     pub auth: Addr<actors::auth::AuthGuard>,
     /// The auth snapshot.
     pub auth_view: actors::auth::AuthView,
+    /// The circuit breaker actor.
+    pub circuits: Addr<actors::circuit::CircuitBreaker>,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
 }
@@ -77,6 +80,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(events::routes)
                 .configure(openapi::routes)
                 .configure(ratelimits::routes)
+                .configure(circuits::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

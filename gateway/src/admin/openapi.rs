@@ -111,6 +111,17 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                     "policy": {"type": "string"}, "key": {"type": "string"}, "limit": {"type": "integer"}, "remaining": {"type": "integer"}, "reset": {"type": "integer"}}}))}), errors(&["401", "404", "503"]))},
                 "delete": {"summary": "Reset a counter", "responses": with(json!({"204": {"description": "Reset"}}), errors(&["401", "404", "503"]))}
             },
+            "/admin/circuits": {
+                "get": {"summary": "Every circuit breaker (one per instance of services with circuit_breaker), with active health beside it",
+                        "responses": with(json!({"200": ok("Breakers", json!({"type": "array", "items": {"type": "object", "properties": {
+                    "service": {"type": "string"}, "instance": {"type": "string"}, "url": {"type": "string"},
+                    "state": {"enum": ["closed", "open", "half_open"]}, "failures": {"type": "integer"},
+                    "opened_at": {"type": ["string", "null"], "format": "date-time"}, "healthy": {"type": "boolean"}}}}))}), errors(&["401"]))}
+            },
+            "/admin/circuits/{instance}/reset": {
+                "parameters": [{"name": "instance", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "post": {"summary": "Close an instance's breakers on every node", "responses": with(json!({"204": {"description": "Reset"}}), errors(&["401", "404"]))}
+            },
             "/admin/nodes": {
                 "get": {"summary": "Live gateway nodes", "responses": with(json!({"200": ok("Nodes", json!({"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}}}}))}), errors(&["401", "503"]))}

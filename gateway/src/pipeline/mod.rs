@@ -56,6 +56,8 @@ pub struct Pipeline {
     pub jwks: Option<actix::Addr<crate::jwks::JwksFetcher>>,
     /// Rate limiting (policies, tiers, the limiter).
     pub rate_limits: Option<ratelimit::RateLimits>,
+    /// Per-instance circuit breakers.
+    pub breakers: Option<actors::circuit::Breakers>,
 }
 
 impl Pipeline {
@@ -84,6 +86,7 @@ impl Pipeline {
             api_key_header,
             jwks: None,
             rate_limits: None,
+            breakers: None,
         }
     }
 }
@@ -173,6 +176,7 @@ async fn run(
         limits: &cx.limits,
         started,
         identity: identity.as_ref(),
+        breakers: cx.breakers.as_ref(),
     };
     proxy::forward(forward, payload, body, client, &mut trace.upstream).await
 }
