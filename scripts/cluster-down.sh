@@ -75,6 +75,18 @@ for group in 0 1 2 3 4; do
   done
 done
 
+# The processes outlived cluster-up.sh, so init reaps them: give it a moment, so that
+# nothing of ours (not even an exited <defunct> entry) is listed when this returns.
+for _ in $(seq 100); do
+  left=0
+  for entry in "${ENTRIES[@]}"; do
+    read -r name pid start <<<"$entry"
+    if ours "$pid" "$start"; then left=1; fi
+  done
+  [ $left = 1 ] || break
+  sleep 0.1
+done
+
 rm -f "$RUN/pids"
 if [ $PURGE = 1 ]; then
   rm -rf "$RUN"

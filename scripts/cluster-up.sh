@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the topology of docker-compose.cluster.yml as local processes, without Docker:
-# Redis, three `gateway` nodes, HAProxy in front of them (health-checking /ready) and two
-# mock upstreams, all on free loopback ports. Prints every URL on a line of its own on
+# Redis, three `gateway` nodes, HAProxy in front of them (health-checking /ready; when no
+# node is ready, e.g. Redis down, it sends traffic to the live ones) and two mock
+# upstreams, all on free loopback ports. Prints every URL on a line of its own on
 # stdout (load balancer first, then the nodes, their admin listeners, the upstreams and
 # Redis); progress, the admin token and example requests go to stderr.
 #
@@ -467,6 +468,14 @@ log "starting haproxy on 127.0.0.1:$LB_PORT (stats 127.0.0.1:$STATS_PORT)"
 spawn haproxy "$HAPROXY_BIN" -db -f "$RUN/haproxy.cfg"
 LB=http://127.0.0.1:$LB_PORT
 wait_until 20 haproxy "$LAST_PID" http_ok "$LB/api/echo/hello"
+# Membership (GET /admin/nodes, and the node count behind failure_mode = "local") is
+# complete after the first heartbeats: wait for all three nodes.
+nodes_seen() {
+  [ "$(curl -s --max-time 1 -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:${ADMIN_PORTS[0]}/admin/nodes" |
+    grep -o '"id"' | wc -l)" -ge ${#NODES[@]} ]
+}
+for _ in $(seq 100); do nodes_seen && break; sleep 0.1; done
+nodes_seen || log "warning: GET /admin/nodes does not list all ${#NODES[@]} nodes yet"
 
 # A Prometheus scrape config for this run (admin listeners serve /metrics without a token).
 {
