@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod balancer;
+pub mod cache;
 pub mod circuit;
 pub mod health_check;
 pub mod membership;

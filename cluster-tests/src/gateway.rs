@@ -67,6 +67,11 @@ impl GatewayProcess {
         http_status(self.admin_port, "/ready") == Some(200)
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// The captured log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -117,8 +122,31 @@ impl GatewayBuilder {
         self
     }
 
-    /// Starts the process.
+    /// Starts the process. A port taken between `free_port` and the bind (other tests run
+    /// in parallel) makes the node exit at once; it is then started again on new ports.
     pub fn spawn(self) -> GatewayProcess {
+        for _ in 0..4 {
+            let mut gw = self.spawn_once();
+            if !self.wait_ready {
+                return gw;
+            }
+            let settled = wait_until(Duration::from_secs(20), || gw.is_ready() || gw.exited());
+            // A `/ready` answered by someone else's process on our port would be followed
+            // by our own exit (bind failure) within moments.
+            std::thread::sleep(Duration::from_millis(100));
+            if settled && !gw.exited() {
+                return gw;
+            }
+            let log = gw.log_text();
+            gw.kill();
+            if !log.contains("cannot listen") {
+                panic!("gateway did not become ready; log:\n{log}");
+            }
+        }
+        panic!("gateway could not bind free ports four times");
+    }
+
+    fn spawn_once(&self) -> GatewayProcess {
         let (port, admin_port) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("gw-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -140,16 +168,7 @@ impl GatewayBuilder {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn gateway");
-        let mut gw = GatewayProcess { child: Some(child), port, admin_port, log, dir };
-        if self.wait_ready {
-            let ready = wait_until(Duration::from_secs(20), || gw.is_ready());
-            if !ready {
-                let log = gw.log_text();
-                gw.kill();
-                panic!("gateway did not become ready; log:\n{log}");
-            }
-        }
-        gw
+        GatewayProcess { child: Some(child), port, admin_port, log, dir }
     }
 }
 

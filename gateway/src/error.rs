@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::names;
 
 /// An error the gateway answers itself.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// Missing or bad credentials.
     #[error("{0}")]

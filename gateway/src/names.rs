@@ -25,6 +25,9 @@ pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// Non-standard hop-by-hop header some clients send.
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Cache outcome on every response of a caching service.
+pub static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
 /// Requests answered, by service, method and status.
 pub const M_REQUESTS: &str = "gateway_requests_total";
 /// Total time in the gateway (histogram, seconds).
@@ -34,3 +37,5 @@ pub const M_UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 pub use actors::names::{M_DEGRADED, M_REDIS_DURATION, M_REDIS_ERRORS, M_REGISTRY_VERSION};
 /// Rate-limit decisions, by policy and result (`allowed` / `limited`).
 pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";
+/// Cache lookups by service and result (`hit` / `miss` / `bypass` / `stale`).
+pub const M_CACHE_REQUESTS: &str = "gateway_cache_requests_total";

@@ -97,6 +97,18 @@ pub struct Forward<'a> {
     pub identity: Option<&'a actors::auth::Identity>,
     /// The node's breakers (used when the service has `[services.circuit_breaker]`).
     pub breakers: Option<&'a Breakers>,
+    /// Set by the cache: the client's conditional headers are replaced by these
+    /// validators (revalidation) or dropped (`None` inside), so a storable answer comes back.
+    pub conditional: Option<&'a Conditional>,
+}
+
+/// The cache's own validators for a conditional request upstream.
+#[derive(Debug, Default, Clone)]
+pub struct Conditional {
+    /// Sent as `If-None-Match`.
+    pub etag: Option<HeaderValue>,
+    /// Sent as `If-Modified-Since`.
+    pub last_modified: Option<HeaderValue>,
 }
 
 /// What happened upstream, for metrics and the access log.
@@ -121,9 +133,10 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// Sends the request upstream and turns the answer into the client response.
+/// `payload` may be `None` for requests without a body (background refreshes).
 pub async fn forward(
     fw: Forward<'_>,
-    payload: web::Payload,
+    payload: Option<web::Payload>,
     kind: BodyKind,
     client: &awc::Client,
     outcome: &mut Outcome,
@@ -131,15 +144,19 @@ pub async fn forward(
     let method = fw.req.method();
     let fault = FaultSlot::default();
     let deadline = tokio::time::Instant::from_std(fw.started + fw.limits.request_timeout);
-    let limited = LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone());
     let retries = if is_idempotent(method) { fw.route.spec.retries } else { 0 };
-    let mut body = match kind {
-        BodyKind::Empty => Body::Empty,
-        BodyKind::Sized(n) if retries > 0 && n <= REPLAY_MAX => {
-            Body::Buffered(read_all(limited, &fault, fw.limits).await?)
+    let mut body = match (kind, payload) {
+        (BodyKind::Empty, _) | (_, None) => Body::Empty,
+        (kind, Some(payload)) => {
+            let limited = LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone());
+            match kind {
+                BodyKind::Sized(n) if retries > 0 && n <= REPLAY_MAX => {
+                    Body::Buffered(read_all(limited, &fault, fw.limits).await?)
+                }
+                BodyKind::Sized(n) => Body::Stream(limited, Some(n)),
+                _ => Body::Stream(limited, None),
+            }
         }
-        BodyKind::Sized(n) => Body::Stream(limited, Some(n)),
-        BodyKind::Chunked => Body::Stream(limited, None),
     };
     let attempts = match body {
         Body::Stream(..) => 1,
@@ -352,6 +369,7 @@ fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
             || name == names::X_REAL_IP
             || name == names::X_REQUEST_ID
             || (name == names::FORWARDED && !fw.addr.peer_trusted)
+            || (fw.conditional.is_some() && (name == header::IF_NONE_MATCH || name == header::IF_MODIFIED_SINCE))
             || listed.contains(name);
         if !drop {
             out.append(name.clone(), value.clone());
@@ -371,6 +389,14 @@ fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
         }
         if let Some(v) = id.tier.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
             out.insert(names::X_CONSUMER_TIER.clone(), v);
+        }
+    }
+    if let Some(c) = fw.conditional {
+        if let Some(v) = &c.etag {
+            out.insert(header::IF_NONE_MATCH, v.clone());
+        }
+        if let Some(v) = &c.last_modified {
+            out.insert(header::IF_MODIFIED_SINCE, v.clone());
         }
     }
     out.insert(names::X_REQUEST_ID.clone(), fw.request_id.clone());

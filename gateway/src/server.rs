@@ -9,6 +9,7 @@ use actix_web::http::KeepAlive;
 use actix_web::http::header::HeaderName;
 use actix_web::{App, HttpServer, web};
 use actors::auth::{AuthGuard, AuthStore, AuthView, JwtVerifier};
+use actors::cache::{Cache, CacheManager, CacheSettings, CacheStore};
 use actors::circuit::{Breakers, CircuitBreaker, CircuitStore};
 use actors::health_check::HealthChecker;
 use actors::membership::{Leave, Membership};
@@ -21,6 +22,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::health::{self, Health};
 use crate::jwks::JwksFetcher;
+use crate::pipeline::cache::{CacheLayer, Coalescer};
 use crate::pipeline::limits::Limits;
 use crate::pipeline::ratelimit::RateLimits;
 use crate::pipeline::{self, Pipeline};
@@ -115,16 +117,35 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         ),
         None => None,
     };
+    let cache_settings = CacheSettings {
+        l1_capacity: config.cache.l1_capacity.bytes(),
+        l1_ttl: config.cache.l1_ttl.get(),
+        default_ttl: config.cache.default_ttl.get(),
+        max_object: config.cache.max_object.bytes(),
+        compress_above: config.cache.compress_above.as_usize(),
+    };
+    let cache = Cache::new(
+        cache_settings,
+        store.as_ref().map(|s| CacheStore::new(s.for_actor("cache"))),
+        status.clone(),
+        Arc::clone(&node),
+    );
+    let cache_manager = CacheManager::new(cache.clone()).start();
     let auth_store = store.as_ref().map(|s| AuthStore::new(s.for_actor("auth"), Arc::clone(&node)));
     let auth_guard = AuthGuard::new(jwt, auth_store, auth_view.clone(), status.clone()).start();
     if let Some(store) = &store {
         let store = store.clone();
-        let recipients =
-            vec![registry.clone().recipient(), auth_guard.clone().recipient(), breakers.addr().clone().recipient()];
+        let recipients = vec![
+            registry.clone().recipient(),
+            auth_guard.clone().recipient(),
+            breakers.addr().clone().recipient(),
+            cache_manager.clone().recipient(),
+        ];
         let stream = events.clone();
+        let fills = cache.fills();
         actix_rt::spawn(async move {
             store.connect_with_retry().await;
-            spawn_subscriber(store, recipients, stream);
+            spawn_subscriber(store, recipients, stream, Some(fills));
         });
     }
     let api_key_header = HeaderName::from_bytes(config.auth.api_key.header.as_bytes()).map_err(|_| {
@@ -145,6 +166,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     );
     pipeline.jwks = jwks;
     pipeline.breakers = Some(breakers.clone());
+    pipeline.cache = Some(CacheLayer { cache, coalescer: Coalescer::default() });
     let rate_limiter = RateLimiter::new(
         Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
         config.rate_limit.policies.clone().into_iter().collect(),
@@ -204,6 +226,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         auth: auth_guard,
         auth_view: pipeline.auth.clone(),
         circuits: breakers.addr().clone(),
+        cache: cache_manager,
+        routes: pipeline.routes.clone(),
     });
     let admin = {
         let health = health.clone();
@@ -245,10 +269,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
 /// at start instead of silently not enforcing them.
 fn warn_unenforced(config: &Config) {
     for s in &config.services {
-        let pending: Vec<&str> = [s.cache.is_some().then_some("cache"), s.queue.is_some().then_some("queue")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let pending: Vec<&str> = [s.queue.is_some().then_some("queue")].into_iter().flatten().collect();
         if !pending.is_empty() {
             tracing::warn!(
                 service = %s.name,

@@ -70,14 +70,24 @@ pub fn event_stream() -> EventStream {
 
 /// Runs the subscriber until the system stops: subscribe, dispatch, reconnect with
 /// backoff.
-pub fn spawn_subscriber(store: Store, recipients: Vec<Recipient<BusMessage>>, stream: EventStream) {
+/// `fills`, when given, receives the payloads of the cache fill channel.
+pub fn spawn_subscriber(
+    store: Store,
+    recipients: Vec<Recipient<BusMessage>>,
+    stream: EventStream,
+    fills: Option<broadcast::Sender<Arc<str>>>,
+) {
     actix::spawn(async move {
         let channel = store.keys().events_channel();
+        let fills_channel = store.keys().cache_fills_channel();
         let mut delay = Duration::from_millis(100);
         loop {
             let connect = async {
                 let mut ps = store.client().get_async_pubsub().await?;
                 ps.subscribe(&channel).await?;
+                if fills.is_some() {
+                    ps.subscribe(&fills_channel).await?;
+                }
                 Ok::<_, redis::RedisError>(ps)
             };
             match tokio::time::timeout(store.config().connect_timeout * 4, connect).await {
@@ -89,6 +99,10 @@ pub fn spawn_subscriber(store: Store, recipients: Vec<Recipient<BusMessage>>, st
                     let mut messages = pubsub.into_on_message();
                     while let Some(msg) = messages.next().await {
                         let Ok(payload) = msg.get_payload::<String>() else { continue };
+                        if let Some(f) = fills.as_ref().filter(|_| msg.get_channel_name() == fills_channel) {
+                            let _ = f.send(payload.into());
+                            continue;
+                        }
                         match ClusterEvent::parse(&payload) {
                             Some(ev) => {
                                 let ev = Arc::new(ev);

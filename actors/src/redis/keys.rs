@@ -107,6 +107,37 @@ impl Keys {
         format!("{}{{circuit}}:breakers", self.prefix)
     }
 
+    /// Prefix of one service's cache keys; everything one cache script touches shares
+    /// the service's hash tag.
+    pub fn cache_prefix(&self, service: &str) -> String {
+        format!("{}{{cache:{service}}}:", self.prefix)
+    }
+
+    /// One cached record (response or Vary marker) by key hash.
+    pub fn cache_entry(&self, service: &str, key_hash: &str) -> String {
+        format!("{}e:{key_hash}", self.cache_prefix(service))
+    }
+
+    /// The key hashes stored for one URL (every consumer and variant), for invalidation.
+    pub fn cache_url_set(&self, service: &str, url_hash: &str) -> String {
+        format!("{}u:{url_hash}", self.cache_prefix(service))
+    }
+
+    /// The service's cached URLs scored by last store time (purge by prefix).
+    pub fn cache_urls(&self, service: &str) -> String {
+        format!("{}urls", self.cache_prefix(service))
+    }
+
+    /// Cross-node fill lock of one key.
+    pub fn cache_lock(&self, service: &str, key_hash: &str) -> String {
+        format!("{}lock:{key_hash}", self.cache_prefix(service))
+    }
+
+    /// Pub/Sub channel of cache fill notices (`<service> <key hash> ok|fail`).
+    pub fn cache_fills_channel(&self) -> String {
+        format!("{}cache:fills", self.prefix)
+    }
+
     /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)

@@ -34,3 +34,5 @@ pub static AUTH_REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_
 pub static AUTH_PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/auth_put.lua")));
 /// Trip / probe / probe result / reset of one circuit breaker, published when it changes.
 pub static CIRCUIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/circuit.lua")));
+/// Store cached records with their URL index, release the fill lock, announce the fill.
+pub static CACHE_STORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/cache_store.lua")));

@@ -2,6 +2,7 @@
 //! `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
+mod cache;
 mod circuits;
 mod consumers;
 mod error;
@@ -60,6 +61,10 @@ pub struct AdminState {
     pub auth: Addr<actors::auth::AuthGuard>,
     /// The auth snapshot.
     pub auth_view: actors::auth::AuthView,
+    /// The cache manager (purges).
+    pub cache: Addr<actors::cache::CacheManager>,
+    /// The current route table (which services cache).
+    pub routes: actors::registry::RoutesView,
     /// The circuit breaker actor.
     pub circuits: Addr<actors::circuit::CircuitBreaker>,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
@@ -81,6 +86,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(openapi::routes)
                 .configure(ratelimits::routes)
                 .configure(circuits::routes)
+                .configure(cache::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

@@ -5,6 +5,7 @@
 //! Steps that need later actors plug in between routing and the balancer, in this
 //! order: auth, rate limit, queue, cache.
 
+pub mod cache;
 pub mod forwarded;
 pub mod limits;
 pub mod logout;
@@ -58,6 +59,8 @@ pub struct Pipeline {
     pub rate_limits: Option<ratelimit::RateLimits>,
     /// Per-instance circuit breakers.
     pub breakers: Option<actors::circuit::Breakers>,
+    /// The response cache (services with `[services.cache]`).
+    pub cache: Option<cache::CacheLayer>,
 }
 
 impl Pipeline {
@@ -87,6 +90,7 @@ impl Pipeline {
             jwks: None,
             rate_limits: None,
             breakers: None,
+            cache: None,
         }
     }
 }
@@ -102,6 +106,10 @@ pub struct Trace {
     pub quota: Option<ratelimit::QuotaHeaders>,
     /// Upstream outcome.
     pub upstream: Outcome,
+    /// Whether the service caches (every response then carries `X-Cache-Status`).
+    pub cached: bool,
+    /// What the cache step did.
+    pub cache: Option<cache::CacheStatus>,
 }
 
 /// actix-web handler for every proxied path.
@@ -126,6 +134,10 @@ pub async fn entry(
     if trace.service.is_some() {
         headers.insert(names::X_GATEWAY_NODE.clone(), cx.node_header.clone());
     }
+    if trace.cached {
+        let status = trace.cache.unwrap_or(cache::CacheStatus::Bypass);
+        headers.insert(names::X_CACHE_STATUS.clone(), HeaderValue::from_static(status.as_str()));
+    }
     observe::record(&cx, &req, &request_id, &trace, response.status(), started);
     response
 }
@@ -133,8 +145,8 @@ pub async fn entry(
 async fn run(
     req: &HttpRequest,
     payload: web::Payload,
-    cx: &Pipeline,
-    client: &awc::Client,
+    cx: &web::Data<Pipeline>,
+    client: &web::Data<awc::Client>,
     request_id: &HeaderValue,
     started: Instant,
     trace: &mut Trace,
@@ -143,6 +155,7 @@ async fn run(
     let path = normalize::path(req.path());
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
+    trace.cached = route.spec.cache.is_some() && cx.cache.is_some();
     let identity = match (authenticate(req, &route, cx), &cx.jwks) {
         // A kid nobody knows yet: the identity provider may have rotated its keys. Refetch
         // the JWKS (at most once per few seconds; concurrent callers share it) and retry.
@@ -165,10 +178,11 @@ async fn run(
     }
     let body = limits::body_kind(req, &cx.limits)?;
     let hash_key = hash_key(req, &route, &addr, identity.as_ref());
+    let upstream_path = route.upstream_path(&path);
     let forward = Forward {
         req,
         route: &route,
-        upstream_path: route.upstream_path(&path),
+        upstream_path,
         addr: &addr,
         request_id,
         via: &cx.via,
@@ -177,8 +191,24 @@ async fn run(
         started,
         identity: identity.as_ref(),
         breakers: cx.breakers.as_ref(),
+        conditional: None,
     };
-    proxy::forward(forward, payload, body, client, &mut trace.upstream).await
+    if let (Some(layer), Some(spec)) = (&cx.cache, route.spec.cache.as_ref()) {
+        let step = cache::Step { fw: forward, path: &path, spec, payload, kind: body };
+        let refresh = || cache::Refresh {
+            cx: cx.clone(),
+            client: client.clone(),
+            req: req.clone(),
+            route: Arc::clone(&route),
+            upstream_path: upstream_path.to_string(),
+            addr: addr.clone(),
+            request_id: request_id.clone(),
+            hash_key: hash_key.clone(),
+            identity: identity.clone(),
+        };
+        return cache::serve(layer, step, client, &mut trace.upstream, &mut trace.cache, refresh).await;
+    }
+    proxy::forward(forward, Some(payload), body, client, &mut trace.upstream).await
 }
 
 /// Longest-prefix (then Host) match over the current route table.

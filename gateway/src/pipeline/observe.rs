@@ -98,6 +98,11 @@ pub fn record(
             h.upstream.record(up.as_secs_f64());
         }
     });
+    let cache = trace.cached.then(|| trace.cache.unwrap_or(super::cache::CacheStatus::Bypass));
+    if let (Some(c), Some(s)) = (cache, service) {
+        metrics::counter!(names::M_CACHE_REQUESTS, "service" => metrics::SharedString::from(std::sync::Arc::clone(s)), "result" => c.label())
+            .increment(1);
+    }
     if cx.access_log {
         tracing::info!(
             target: "access",
@@ -112,6 +117,7 @@ pub fn record(
             upstream = trace.upstream.endpoint.as_ref().map(|e| &*e.id),
             upstream_ms = trace.upstream.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
             attempts = trace.upstream.attempts,
+            cache = cache.map(|c| c.as_str()),
             client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
             "request"
         );

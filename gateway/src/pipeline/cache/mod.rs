@@ -1,0 +1,427 @@
+//! Step 6 (SPEC §7): the response cache in front of the proxy, for services with
+//! `[services.cache]`. Lookup (L1, then L2), freshness and `Age` per RFC 9111,
+//! `stale-while-revalidate` (serve, refresh once in the background), conditional
+//! revalidation (a `304` refreshes the stored headers), `stale-if-error`, invalidation
+//! after successful unsafe methods, and coalescing of concurrent misses within the node
+//! and (through a fill lock in Redis) across nodes.
+//!
+//! Pure HTTP-caching rules live in `actors::cache::policy`; this file maps them onto
+//! actix types and the proxy.
+
+mod coalesce;
+mod http;
+mod tee;
+
+pub use coalesce::Coalescer;
+use coalesce::{Fill, Join};
+use http::{from_entry, header_str, plan, request_directives, revalidated, vary_values};
+use tee::Tee;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::BoxBody;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actors::auth::Identity;
+use actors::cache::policy::{self, CacheControl, Usable};
+use actors::cache::{Cache, CachedResponse, Scope, key};
+use actors::registry::Route;
+use actors::spec::{AuthMode, CacheScope, CacheSpec};
+use bytes::Bytes;
+
+use super::Pipeline;
+use super::forwarded::ClientAddr;
+use super::limits::BodyKind;
+use crate::error::GatewayError;
+use crate::proxy::{self, Conditional, Forward, Outcome};
+
+/// Longest wait for another request (or node) filling the same key.
+const MAX_FILL_WAIT: Duration = Duration::from_secs(30);
+
+/// `X-Cache-Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Fetched (or revalidated) upstream.
+    Miss,
+    /// Not cacheable: method, request directives or an earlier refusal.
+    Bypass,
+    /// A stale copy served (`stale-while-revalidate` / `stale-if-error`).
+    Stale,
+}
+
+impl CacheStatus {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Bypass => "BYPASS",
+            Self::Stale => "STALE",
+        }
+    }
+
+    /// Label of `gateway_cache_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// The cache and the node's in-flight fills.
+pub struct CacheLayer {
+    /// L1 + L2.
+    pub cache: Cache,
+    /// In-flight fills on this node.
+    pub coalescer: Coalescer,
+}
+
+/// Owned copies of what a background refresh needs (built only for stale-while-revalidate).
+pub struct Refresh {
+    /// The node context.
+    pub cx: web::Data<Pipeline>,
+    /// The worker's upstream client.
+    pub client: web::Data<awc::Client>,
+    /// The client request (its head).
+    pub req: HttpRequest,
+    /// The route.
+    pub route: Arc<Route>,
+    /// Upstream path.
+    pub upstream_path: String,
+    /// Client address.
+    pub addr: ClientAddr,
+    /// Request id.
+    pub request_id: HeaderValue,
+    /// Consistent-hash input.
+    pub hash_key: Option<Vec<u8>>,
+    /// Verified caller.
+    pub identity: Option<Identity>,
+}
+
+/// The per-request inputs of the cache step.
+pub struct Step<'a> {
+    /// The forward as the proxy would do it.
+    pub fw: Forward<'a>,
+    /// The normalized client path.
+    pub path: &'a str,
+    /// The service's cache settings.
+    pub spec: &'a CacheSpec,
+    /// The request body.
+    pub payload: web::Payload,
+    /// Its kind.
+    pub kind: BodyKind,
+}
+
+struct Keys {
+    service: Arc<str>,
+    url: Arc<str>,
+    primary: String,
+}
+
+/// Runs the cache step and the proxy behind it; records the `X-Cache-Status` in `status`.
+pub async fn serve(
+    layer: &CacheLayer,
+    step: Step<'_>,
+    client: &awc::Client,
+    outcome: &mut Outcome,
+    status: &mut Option<CacheStatus>,
+    refresh: impl FnOnce() -> Refresh,
+) -> Result<HttpResponse, GatewayError> {
+    let Step { fw, path, spec, payload, kind } = step;
+    let req = fw.req;
+    let method = req.method().clone();
+    let service = Arc::clone(&fw.route.name);
+    if method != Method::GET && method != Method::HEAD {
+        *status = Some(CacheStatus::Bypass);
+        let res = proxy::forward(fw, Some(payload), kind, client, outcome).await?;
+        if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) && res.status().as_u16() < 400
+        {
+            invalidate(layer, &service, req, path, res.headers()).await;
+        }
+        return Ok(res);
+    }
+    let req_cc = request_directives(req.headers());
+    if req_cc.no_store || req.headers().contains_key(header::RANGE) {
+        *status = Some(CacheStatus::Bypass);
+        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+    }
+    let keys = keys_of(fw.route, spec, req, path, fw.identity);
+    let hit =
+        layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |names| vary_values(req.headers(), names)).await;
+    let mut stale = None;
+    if let Some(hit) = hit {
+        let age = hit.response.age.current_age_ms(policy::now_ms());
+        match hit.response.freshness.usable(age, &req_cc) {
+            Usable::Fresh => {
+                *status = Some(CacheStatus::Hit);
+                return Ok(from_entry(req, &hit.response, age));
+            }
+            Usable::StaleWhileRevalidate => {
+                *status = Some(CacheStatus::Stale);
+                spawn_refresh(layer, refresh(), keys, Arc::clone(&hit.response), hit.key_hash);
+                return Ok(from_entry(req, &hit.response, age));
+            }
+            Usable::Revalidate => stale = Some((hit.response, hit.key_hash)),
+        }
+    }
+    *status = Some(CacheStatus::Miss);
+    if method == Method::HEAD {
+        // HEAD answers are never stored; a stored GET answers HEAD when fresh.
+        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+    }
+    fill(layer, fw, keys, spec, stale, Some(payload), kind, client, outcome, status).await
+}
+
+/// Fetches (or revalidates) upstream for a miss, sharing the result with concurrent
+/// requests for the same key on this node and on other nodes.
+#[allow(clippy::too_many_arguments)]
+async fn fill(
+    layer: &CacheLayer,
+    fw: Forward<'_>,
+    keys: Keys,
+    spec: &CacheSpec,
+    stale: Option<(Arc<CachedResponse>, String)>,
+    payload: Option<web::Payload>,
+    kind: BodyKind,
+    client: &awc::Client,
+    outcome: &mut Outcome,
+    status: &mut Option<CacheStatus>,
+) -> Result<HttpResponse, GatewayError> {
+    let req = fw.req;
+    let wait = (fw.route.spec.timeout.get() + Duration::from_secs(1)).min(MAX_FILL_WAIT);
+    let coalesce_key = format!("{}/{}", keys.service, keys.primary);
+    let guard = match layer.coalescer.join(&coalesce_key) {
+        Join::Lead(guard) => Some(guard),
+        Join::Wait(mut rx) => {
+            let done = tokio::time::timeout(wait, rx.wait_for(|f| !matches!(f, Fill::Pending))).await;
+            let fill = match done {
+                Ok(Ok(f)) => f.clone(),
+                _ => Fill::NotShared,
+            };
+            match fill {
+                Fill::Filled => {
+                    if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                        *status = Some(CacheStatus::Hit);
+                        return Ok(res);
+                    }
+                }
+                Fill::Failed(e) => return stale_or(stale.as_ref(), req, e, status),
+                Fill::Pending | Fill::NotShared => {}
+            }
+            None
+        }
+    };
+    let mut locked = false;
+    if guard.is_some() {
+        match layer.cache.try_lock(&keys.service, &keys.primary, wait).await {
+            Some(true) => {
+                // A fill may have landed between our lookup and the lock: check once more.
+                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                    layer.cache.release_quietly(&keys.service, &keys.primary).await;
+                    *status = Some(CacheStatus::Hit);
+                    if let Some(g) = guard {
+                        g.finish(Fill::Filled);
+                    }
+                    return Ok(res);
+                }
+                locked = true;
+            }
+            // Another node is fetching this key: wait for its fill notice.
+            Some(false) if layer.cache.wait_fill(&keys.service, &keys.primary, wait).await => {
+                if let Some((_, key_hash)) = &stale {
+                    layer.cache.forget(&keys.service, key_hash);
+                }
+                layer.cache.forget(&keys.service, &keys.primary);
+                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                    *status = Some(CacheStatus::Hit);
+                    if let Some(g) = guard {
+                        g.finish(Fill::Filled);
+                    }
+                    return Ok(res);
+                }
+            }
+            Some(false) | None => {}
+        }
+    }
+    let conditional = Conditional {
+        etag: stale.as_ref().and_then(|(s, _)| s.header("etag")).and_then(|v| HeaderValue::from_bytes(v).ok()),
+        last_modified: stale
+            .as_ref()
+            .and_then(|(s, _)| s.header("last-modified"))
+            .and_then(|v| HeaderValue::from_bytes(v).ok()),
+    };
+    let route_cache = Arc::clone(&keys.service);
+    let fw = Forward { conditional: Some(&conditional), ..fw };
+    let request_ms = policy::now_ms();
+    let result = proxy::forward(fw, payload, kind, client, outcome).await;
+    let release = |layer: &CacheLayer| {
+        if locked {
+            let cache = layer.cache.clone();
+            let (service, primary) = (Arc::clone(&keys.service), keys.primary.clone());
+            actix_rt::spawn(async move { cache.release(&service, &primary).await });
+        }
+    };
+    let res = match result {
+        Err(e) => {
+            release(layer);
+            if let Some(g) = guard {
+                g.finish(Fill::Failed(e.clone()));
+            }
+            return stale_or(stale.as_ref(), req, e, status);
+        }
+        Ok(res) => res,
+    };
+    let code = res.status();
+    if let (StatusCode::NOT_MODIFIED, Some((old, _))) = (code, &stale) {
+        let updated = revalidated(old, res.headers(), request_ms, layer.cache.settings(), spec);
+        let Some((updated, ttl)) = updated else {
+            release(layer);
+            return Ok(res);
+        };
+        let (stored, write) = layer.cache.save(&route_cache, &keys.url, &keys.primary, updated, ttl);
+        actix_rt::spawn(write);
+        if let Some(g) = guard {
+            g.finish(Fill::Filled);
+        }
+        return Ok(from_entry(req, &stored, stored.age.current_age_ms(policy::now_ms())));
+    }
+    if matches!(code.as_u16(), 500 | 502 | 503 | 504)
+        && let Some((old, _)) = &stale
+        && old.freshness.usable_on_error(old.age.current_age_ms(policy::now_ms()))
+    {
+        release(layer);
+        *status = Some(CacheStatus::Stale);
+        return Ok(from_entry(req, old, old.age.current_age_ms(policy::now_ms())));
+    }
+    let Some(plan) = plan(&res, req, request_ms, layer, spec) else {
+        release(layer);
+        return Ok(res);
+    };
+    // Stream to this client while keeping a copy; the copy is stored once complete.
+    let cache = layer.cache.clone();
+    let done = move |body: Option<Bytes>| {
+        let fill = match body {
+            Some(body) => {
+                let (response, ttl) = plan.into_entry(body);
+                let (_, write) = cache.save(&keys.service, &keys.url, &keys.primary, response, ttl);
+                actix_rt::spawn(write);
+                Fill::Filled
+            }
+            None => {
+                if locked {
+                    let (service, primary) = (Arc::clone(&keys.service), keys.primary.clone());
+                    actix_rt::spawn(async move { cache.release(&service, &primary).await });
+                }
+                Fill::NotShared
+            }
+        };
+        if let Some(g) = guard {
+            g.finish(fill);
+        }
+    };
+    let max = layer.cache.settings().max_object as usize;
+    Ok(res.map_body(|_, body| BoxBody::new(Tee::new(body, max, Box::new(done)))))
+}
+
+/// A stored response that is fresh for this request, rendered.
+async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest) -> Option<HttpResponse> {
+    let hit = layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |n| vary_values(req.headers(), n)).await?;
+    let age = hit.response.age.current_age_ms(policy::now_ms());
+    (hit.response.freshness.usable(age, &CacheControl::default()) == Usable::Fresh)
+        .then(|| from_entry(req, &hit.response, age))
+}
+
+/// `stale-if-error`: the stale copy when it may stand in, else the error.
+fn stale_or(
+    stale: Option<&(Arc<CachedResponse>, String)>,
+    req: &HttpRequest,
+    e: GatewayError,
+    status: &mut Option<CacheStatus>,
+) -> Result<HttpResponse, GatewayError> {
+    match stale {
+        Some((old, _)) if old.freshness.usable_on_error(old.age.current_age_ms(policy::now_ms())) => {
+            *status = Some(CacheStatus::Stale);
+            Ok(from_entry(req, old, old.age.current_age_ms(policy::now_ms())))
+        }
+        _ => Err(e),
+    }
+}
+
+fn keys_of(route: &Route, spec: &CacheSpec, req: &HttpRequest, path: &str, identity: Option<&Identity>) -> Keys {
+    let scope =
+        spec.scope.unwrap_or(if route.spec.auth == AuthMode::None { CacheScope::Shared } else { CacheScope::Consumer });
+    let consumer = match scope {
+        CacheScope::Consumer => identity.map(|i| i.consumer.as_str()),
+        CacheScope::Shared => None,
+    };
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let url = key::url_id(path, req.query_string());
+    let primary = key::primary(consumer, host, &url);
+    Keys { service: Arc::clone(&route.name), url: url.into(), primary }
+}
+
+/// A successful unsafe request invalidates its URL and the `Location` /
+/// `Content-Location` it names, on every node.
+async fn invalidate(layer: &CacheLayer, service: &Arc<str>, req: &HttpRequest, path: &str, headers: &HeaderMap) {
+    let mut urls = vec![key::url_id(path, req.query_string())];
+    let host = header_str(req.headers(), &header::HOST).unwrap_or("");
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(loc) = header_str(headers, &name) else { continue };
+        let local = match loc.split_once("://") {
+            Some((_, rest)) => match rest.split_once('/') {
+                Some((h, p)) if h.eq_ignore_ascii_case(host) => format!("/{p}"),
+                _ => continue,
+            },
+            None if loc.starts_with('/') => loc.to_string(),
+            None => continue,
+        };
+        let (p, q) = local.split_once('?').unwrap_or((&local, ""));
+        urls.push(key::url_id(p, q));
+    }
+    let scope = Scope::Urls(urls);
+    layer.cache.purge_local(Some(service), &scope);
+    if let Err(e) = layer.cache.purge(service, &scope).await {
+        tracing::warn!(service = %service, error = %e, "cache invalidation did not reach redis");
+    }
+}
+
+/// Serves stale now and refreshes the entry once in the background.
+fn spawn_refresh(layer: &CacheLayer, r: Refresh, keys: Keys, stale: Arc<CachedResponse>, key_hash: String) {
+    if layer.coalescer.busy(&format!("{}/{}", keys.service, keys.primary)) {
+        return;
+    }
+    actix_rt::spawn(async move {
+        let Some(layer) = r.cx.cache.as_ref() else { return };
+        let Some(spec) = r.route.spec.cache.clone() else { return };
+        let fw = Forward {
+            req: &r.req,
+            route: &r.route,
+            upstream_path: &r.upstream_path,
+            addr: &r.addr,
+            request_id: &r.request_id,
+            via: &r.cx.via,
+            hash_key: r.hash_key.as_deref(),
+            limits: &r.cx.limits,
+            started: Instant::now(),
+            identity: r.identity.as_ref(),
+            breakers: r.cx.breakers.as_ref(),
+            conditional: None,
+        };
+        let mut outcome = Outcome::default();
+        let mut status = None;
+        let stale = Some((stale, key_hash));
+        let res =
+            fill(layer, fw, keys, &spec, stale, None, BodyKind::Empty, &r.client, &mut outcome, &mut status).await;
+        // Nobody reads this response: drain its body so a storable one is stored.
+        if let Ok(res) = res {
+            let _ = actix_web::body::to_bytes(res.into_body()).await;
+        }
+    });
+}
