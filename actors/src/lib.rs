@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod health_check;
 pub mod membership;
 pub mod names;
+pub mod queue;
 pub mod ratelimit;
 pub mod redis;
 pub mod registry;

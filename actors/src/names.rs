@@ -8,3 +8,8 @@ pub const M_DEGRADED: &str = "gateway_degraded";
 pub const M_REDIS_DURATION: &str = "gateway_redis_command_duration_seconds";
 /// Redis commands that failed or timed out.
 pub const M_REDIS_ERRORS: &str = "gateway_redis_errors_total";
+/// Jobs waiting in a service's queue (gauge; label `service`).
+pub const M_QUEUE_DEPTH: &str = "gateway_queue_depth";
+/// Job events by service and outcome (`enqueued`, `duplicate`, `rejected`, `started`,
+/// `succeeded`, `failed`, `retried`, `requeued`, `dead`, `revived`, `late`).
+pub const M_QUEUE_JOBS: &str = "gateway_queue_jobs_total";
