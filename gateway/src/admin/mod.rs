@@ -9,6 +9,7 @@ mod instances;
 mod json;
 mod nodes;
 mod openapi;
+mod queues;
 mod ratelimits;
 mod services;
 
@@ -61,6 +62,8 @@ pub struct AdminState {
     pub auth_view: actors::auth::AuthView,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
+    /// The job queues (counts, dead letters, retry).
+    pub queues: actors::queue::Queues,
 }
 
 /// Mounts every admin route.
@@ -77,6 +80,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(events::routes)
                 .configure(openapi::routes)
                 .configure(ratelimits::routes)
+                .configure(queues::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

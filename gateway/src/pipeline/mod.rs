@@ -3,7 +3,7 @@
 //! outcome (metrics, access log) once.
 //!
 //! Steps that need later actors plug in between routing and the balancer, in this
-//! order: auth, rate limit, queue, cache.
+//! order: auth, rate limit, queue (`crate::queue`), cache.
 
 pub mod forwarded;
 pub mod limits;
@@ -56,6 +56,8 @@ pub struct Pipeline {
     pub jwks: Option<actix::Addr<crate::jwks::JwksFetcher>>,
     /// Rate limiting (policies, tiers, the limiter).
     pub rate_limits: Option<ratelimit::RateLimits>,
+    /// The job queue of services with `[services.queue]`.
+    pub queues: Option<actors::queue::Queues>,
 }
 
 impl Pipeline {
@@ -84,6 +86,7 @@ impl Pipeline {
             api_key_header,
             jwks: None,
             rate_limits: None,
+            queues: None,
         }
     }
 }
@@ -174,6 +177,9 @@ async fn run(
         started,
         identity: identity.as_ref(),
     };
+    if let (Some(spec), Some(queues)) = (crate::queue::matching(&route, req, &path), &cx.queues) {
+        return crate::queue::enqueue(&forward, spec, queues, payload, body).await;
+    }
     proxy::forward(forward, payload, body, client, &mut trace.upstream).await
 }
 
@@ -186,6 +192,23 @@ fn route(req: &HttpRequest, path: &str, routes: &RoutesView) -> Result<Arc<Route
 /// The service's `auth` step: the verified identity (`None` for `auth = none`), with
 /// revocations, disabled consumers and permissions applied.
 fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
+    let Some(identity) = identify(req, route, cx)? else {
+        return Ok(None);
+    };
+    if !cx.auth.load().dir.permitted(&identity.consumer, &route.name, req.method().as_str()) {
+        return Err(GatewayError::Forbidden(format!(
+            "consumer {:?} may not {} {}",
+            identity.consumer,
+            req.method(),
+            route.name
+        )));
+    }
+    Ok(Some(identity))
+}
+
+/// Verifies the credentials `route`'s auth mode asks for (revocations and disabled
+/// consumers applied, permissions not): `None` for `auth = none`.
+pub(crate) fn identify(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
     if route.spec.auth == AuthMode::None {
         return Ok(None);
     }
@@ -204,14 +227,6 @@ fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Optio
         (AuthMode::ApiKey | AuthMode::Any, _, Some(key)) => verify_key(key)?,
         _ => return Err(unauthorized(AuthError::MissingCredentials)),
     };
-    if !auth.dir.permitted(&identity.consumer, &route.name, req.method().as_str()) {
-        return Err(GatewayError::Forbidden(format!(
-            "consumer {:?} may not {} {}",
-            identity.consumer,
-            req.method(),
-            route.name
-        )));
-    }
     Ok(Some(identity))
 }
 
