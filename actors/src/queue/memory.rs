@@ -142,21 +142,28 @@ impl MemoryQueue {
         ids.iter().filter_map(|id| self.get(service, id)).collect()
     }
 
-    /// Re-queues a dead letter with attempts reset.
-    pub fn retry_dead(&self, service: &str, id: &str) -> bool {
+    /// Re-queues a dead letter with attempts reset: its state right after.
+    pub fn retry_dead(&self, service: &str, id: &str) -> Option<JobRecord> {
         let mut g = self.lock();
         let lists = g.lists(service);
-        let Some(i) = lists.dead.iter().position(|j| j == id) else { return false };
+        let i = lists.dead.iter().position(|j| j == id)?;
         lists.dead.remove(i);
         lists.pending.push_front(id.to_string());
         lists.notify.notify_one();
-        if let Some(job) = g.jobs.get_mut(id) {
-            job.status = JobStatus::Queued;
-            job.attempts = 0;
-            job.result = None;
-            job.expires_at = None;
-        }
-        true
+        let position = lists.pending.len() as u64;
+        let job = g.jobs.get_mut(id)?;
+        job.status = JobStatus::Queued;
+        job.attempts = 0;
+        job.result = None;
+        job.expires_at = None;
+        Some(JobRecord {
+            id: id.to_string(),
+            status: JobStatus::Queued,
+            attempts: 0,
+            consumer: job.request.consumer.clone(),
+            position: Some(position),
+            result: None,
+        })
     }
 
     /// The wake-up signal of a service's workers.
@@ -379,7 +386,7 @@ mod tests {
         let dead = q.dead("s");
         assert_eq!(dead.len(), 1);
         assert_eq!((dead[0].status, dead[0].attempts), (JobStatus::Dead, 2));
-        assert!(q.retry_dead("s", "s-1"));
+        assert_eq!(q.retry_dead("s", "s-1").map(|r| (r.status, r.attempts)), Some((JobStatus::Queued, 0)));
         let rec = q.get("s", "s-1").expect("job");
         assert_eq!((rec.status, rec.attempts), (JobStatus::Queued, 0));
         assert_eq!(q.stats("s").dead, 0);

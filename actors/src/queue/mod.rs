@@ -206,15 +206,14 @@ impl Queues {
     /// Re-queues a dead letter under the same id with attempts reset; `None` when `id` is
     /// not a dead letter of `service`.
     pub async fn retry(&self, service: &str, id: &str) -> Result<Option<JobRecord>, QueueError> {
-        let done = match &self.backend {
+        let rec = match &self.backend {
             Backend::Redis(q) => self.observe(q.retry_dead(service, id).await)?,
             Backend::Memory(q) => q.retry_dead(service, id),
         };
-        if !done {
-            return Ok(None);
+        if rec.is_some() {
+            count(service, "revived");
         }
-        count(service, "revived");
-        self.get(id).await
+        Ok(rec)
     }
 }
 

@@ -150,12 +150,20 @@ impl RedisQueue {
         Ok(flat.chunks_exact(5).filter_map(|c| parse_record(c[0].clone(), &c[1..])).collect())
     }
 
-    /// Re-queues a dead letter; false when `id` is not one.
-    pub async fn retry_dead(&self, service: &str, id: &str) -> Result<bool, StoreError> {
+    /// Re-queues a dead letter: its state right after (`None` when `id` is not one).
+    pub async fn retry_dead(&self, service: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let k = self.keys();
         let keys = [k.queue_job(service, id), k.queue_pending(service), k.queue_dead(service)];
-        let n: i64 = self.store.script(&scripts::QUEUE_RETRY, &keys, &[&id]).await?;
-        Ok(n == 1)
+        let f: Vec<String> = self.store.script(&scripts::QUEUE_RETRY, &keys, &[&id]).await?;
+        let [consumer, position] = f.as_slice() else { return Ok(None) };
+        Ok(Some(JobRecord {
+            id: id.to_string(),
+            status: JobStatus::Queued,
+            attempts: 0,
+            consumer: consumer.clone(),
+            position: position.parse().ok(),
+            result: None,
+        }))
     }
 
     /// Takes the lease of a job just moved to processing and reads its request.
