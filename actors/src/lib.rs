@@ -11,6 +11,7 @@ pub mod circuit;
 pub mod health_check;
 pub mod membership;
 pub mod names;
+pub mod queue;
 pub mod ratelimit;
 pub mod redis;
 pub mod registry;

@@ -10,3 +10,8 @@ pub const M_REDIS_DURATION: &str = "gateway_redis_command_duration_seconds";
 pub const M_REDIS_ERRORS: &str = "gateway_redis_errors_total";
 /// Breaker state per instance: 0 closed, 1 open, 2 half-open (labels `service`, `instance`).
 pub const M_CIRCUIT_STATE: &str = "gateway_circuit_state";
+/// Jobs waiting in a service's queue (gauge; label `service`).
+pub const M_QUEUE_DEPTH: &str = "gateway_queue_depth";
+/// Job events by service and outcome (`enqueued`, `duplicate`, `rejected`, `started`,
+/// `succeeded`, `failed`, `retried`, `requeued`, `dead`, `revived`, `late`).
+pub const M_QUEUE_JOBS: &str = "gateway_queue_jobs_total";

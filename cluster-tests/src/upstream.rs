@@ -25,6 +25,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// When the request head arrived (before any scripted delay).
+    pub received_at: std::time::Instant,
 }
 
 impl Recorded {
@@ -154,6 +156,7 @@ impl Drop for MockUpstream {
 }
 
 async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let received_at = std::time::Instant::now();
     let behavior = state.behavior.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     let status = header("x-mock-status").and_then(|s| s.parse().ok()).unwrap_or(behavior.status);
@@ -170,6 +173,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
                 .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect(),
             body: body.to_vec(),
+            received_at,
         };
         state.recorded.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
     }

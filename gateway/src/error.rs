@@ -28,6 +28,17 @@ pub enum GatewayError {
     /// Redis is needed and unreachable (e.g. a `closed` rate-limit policy).
     #[error("{0}")]
     RedisUnavailable(String),
+    /// The service's queue holds `max_depth` waiting jobs.
+    #[error("the queue of service {service} is full; retry in {retry_after} s")]
+    QueueFull {
+        /// Service name.
+        service: String,
+        /// Seconds the client should wait.
+        retry_after: u64,
+    },
+    /// A resource of the main listener that does not exist (or is not the caller's): a job.
+    #[error("{0}")]
+    NotFound(String),
     /// No service matches the path/host.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -64,6 +75,8 @@ impl GatewayError {
     pub fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
             Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -81,9 +94,9 @@ impl GatewayError {
     /// `Retry-After` seconds, for errors that carry one.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::NoHealthyUpstream { retry_after, .. } | Self::RateLimited { retry_after } => {
-                Some((*retry_after).max(1))
-            }
+            Self::NoHealthyUpstream { retry_after, .. }
+            | Self::RateLimited { retry_after }
+            | Self::QueueFull { retry_after, .. } => Some((*retry_after).max(1)),
             Self::RedisUnavailable(_) => Some(1),
             _ => None,
         }

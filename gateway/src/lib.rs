@@ -11,5 +11,6 @@ pub mod jwks;
 pub mod names;
 pub mod pipeline;
 pub mod proxy;
+pub mod queue;
 pub mod server;
 pub mod telemetry;

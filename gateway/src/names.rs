@@ -20,6 +20,8 @@ pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub static X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 /// Verified consumer tier sent upstream (client copies are stripped).
 pub static X_CONSUMER_TIER: HeaderName = HeaderName::from_static("x-consumer-tier");
+/// Makes enqueueing a job idempotent per consumer (SPEC §9).
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Legacy keep-alive header that is hop-by-hop.
 pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// Non-standard hop-by-hop header some clients send.
@@ -34,7 +36,9 @@ pub const M_REQUESTS: &str = "gateway_requests_total";
 pub const M_REQUEST_DURATION: &str = "gateway_request_duration_seconds";
 /// Time until the upstream's response head (histogram, seconds).
 pub const M_UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
-pub use actors::names::{M_DEGRADED, M_REDIS_DURATION, M_REDIS_ERRORS, M_REGISTRY_VERSION};
+pub use actors::names::{
+    M_DEGRADED, M_QUEUE_DEPTH, M_QUEUE_JOBS, M_REDIS_DURATION, M_REDIS_ERRORS, M_REGISTRY_VERSION,
+};
 /// Rate-limit decisions, by policy and result (`allowed` / `limited`).
 pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";
 /// Cache lookups by service and result (`hit` / `miss` / `bypass` / `stale`).

@@ -27,6 +27,7 @@ use crate::pipeline::limits::Limits;
 use crate::pipeline::ratelimit::RateLimits;
 use crate::pipeline::{self, Pipeline};
 use crate::{proxy, telemetry};
+use actors::queue::{QueueSupervisor, Queues, ReturnLeased};
 use actors::ratelimit::{Limiter, RateLimiter};
 
 /// Why a node could not start.
@@ -61,7 +62,6 @@ pub enum StartError {
 /// Must be called inside an actix `System`.
 pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartError> {
     let node_id = config.node_id();
-    warn_unenforced(&config);
     let node: Arc<str> = Arc::from(node_id.as_str());
     let metrics = telemetry::init_metrics();
 
@@ -157,7 +157,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     });
     let mut pipeline = Pipeline::new(
         &node_id,
-        routes,
+        routes.clone(),
         limits,
         n.trusted_proxies.clone(),
         config.log.access_log,
@@ -176,6 +176,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         policies: config.rate_limit.policies.clone().into_iter().collect(),
         tiers: config.rate_limit.tiers.clone().into_iter().collect(),
     });
+    let queues = Queues::new(store.as_ref().map(|s| s.for_actor("queue")), routes.clone(), status.clone());
+    pipeline.queues = Some(queues.clone());
     let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
@@ -185,6 +187,12 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         None => None,
     };
     let tls = proxy::tls_config(extra_ca.as_deref()).map_err(StartError::Tls)?;
+    // Queue workers run on this (the System) thread, with their own upstream client.
+    let runner =
+        crate::queue::runner::HttpRunner::new(proxy::client(tls.clone()), n.max_body.bytes(), Some(breakers.clone()));
+    let permits = Limiter::new(store.as_ref().map(|s| s.for_actor("queue")), status.clone());
+    let queue_supervisor =
+        QueueSupervisor::new(queues.clone(), std::rc::Rc::new(runner), permits, Arc::clone(&node)).start();
     let guard_data = web::Data::new(auth_guard.clone());
     let main = {
         let pipeline = pipeline.clone();
@@ -199,6 +207,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
                 .route("/auth/logout", web::post().to(pipeline::logout::logout))
+                .route("/jobs/{id}", web::get().to(crate::queue::status))
                 .default_service(web::to(pipeline::entry))
         })
         .workers(workers)
@@ -228,6 +237,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         circuits: breakers.addr().clone(),
         cache: cache_manager,
         routes: pipeline.routes.clone(),
+        queues,
     });
     let admin = {
         let health = health.clone();
@@ -253,8 +263,10 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     actix_rt::spawn(async move {
         wait_for_signal().await;
         tracing::info!(grace_secs = grace, "shutting down: no new connections, finishing in-flight requests");
+        // Held jobs go back to the queue at once, for other nodes to run.
+        let returned = queue_supervisor.send(ReturnLeased);
         // Stop both listeners together; in-flight requests get up to `grace`.
-        futures_util::future::join(main_handle.stop(true), admin_handle.stop(true)).await;
+        let _ = futures_util::future::join3(main_handle.stop(true), admin_handle.stop(true), returned).await;
         // Leave the membership last: until the listeners are drained we are still serving.
         let _ = membership.send(Leave).await;
     });
@@ -263,21 +275,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     b?;
     tracing::info!(node = %node_id, "gateway node stopped");
     Ok(())
-}
-
-/// Sections that validate (SPEC §3) but whose actors have not landed yet: say so loudly
-/// at start instead of silently not enforcing them.
-fn warn_unenforced(config: &Config) {
-    for s in &config.services {
-        let pending: Vec<&str> = [s.queue.is_some().then_some("queue")].into_iter().flatten().collect();
-        if !pending.is_empty() {
-            tracing::warn!(
-                service = %s.name,
-                sections = ?pending,
-                "configured but not enforced by this version yet (rate limiting, caching, breakers and queues are being built)"
-            );
-        }
-    }
 }
 
 async fn wait_for_signal() {

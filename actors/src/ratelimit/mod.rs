@@ -237,6 +237,24 @@ impl Limiter {
         }
     }
 
+    /// Decides `checks` strictly — cluster-wide in Redis, or in process in memory mode —
+    /// with no failure-mode fallback and no `/health` change: for callers that wait and try
+    /// again rather than fall back (the queue's start permits).
+    pub async fn decide_strict(&self, checks: &[Check<'_>]) -> Result<Outcome, LimitError> {
+        let Some(store) = &self.store else {
+            return Ok(self.local(checks, 1));
+        };
+        let now = crate::now_unix_ms();
+        if let Some(refused) = self.known_refusal(checks, now) {
+            return Ok(refused);
+        }
+        let outcome = self.script(store, "decide", checks).await.ok_or(LimitError::Unavailable)?;
+        if !outcome.allowed {
+            self.remember_refusals(checks, &outcome, now);
+        }
+        Ok(outcome)
+    }
+
     fn fallback(&self, checks: &[Check<'_>]) -> Result<Outcome, LimitError> {
         if checks.iter().any(|c| c.spec.failure_mode == FailureMode::Closed) {
             return Err(LimitError::Unavailable);

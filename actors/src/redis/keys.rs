@@ -138,6 +138,52 @@ impl Keys {
         format!("{}cache:fills", self.prefix)
     }
 
+    /// Everything of one service's queue shares the hash tag `{q:<service>}`: every queue
+    /// script touches one slot. This is the common start, `gw:{q:<service>}:`.
+    pub fn queue_base(&self, service: &str) -> String {
+        format!("{}{{q:{service}}}:", self.prefix)
+    }
+
+    /// Waiting job ids (list: pushed left, taken right).
+    pub fn queue_pending(&self, service: &str) -> String {
+        format!("{}pending", self.queue_base(service))
+    }
+
+    /// Job ids held by workers (list; `BLMOVE` target).
+    pub fn queue_processing(&self, service: &str) -> String {
+        format!("{}processing", self.queue_base(service))
+    }
+
+    /// Dead-letter job ids (list, newest left).
+    pub fn queue_dead(&self, service: &str) -> String {
+        format!("{}dead", self.queue_base(service))
+    }
+
+    /// Prefix of the job hashes.
+    pub fn queue_job_prefix(&self, service: &str) -> String {
+        format!("{}job:", self.queue_base(service))
+    }
+
+    /// One job's hash.
+    pub fn queue_job(&self, service: &str, id: &str) -> String {
+        format!("{}{id}", self.queue_job_prefix(service))
+    }
+
+    /// Prefix of the lease keys.
+    pub fn queue_lease_prefix(&self, service: &str) -> String {
+        format!("{}lease:", self.queue_base(service))
+    }
+
+    /// One job's lease (string, PX = `lease`, value = the holder's token).
+    pub fn queue_lease(&self, service: &str, id: &str) -> String {
+        format!("{}{id}", self.queue_lease_prefix(service))
+    }
+
+    /// Idempotency key → job id; `digest` is the SHA-256 of consumer and key.
+    pub fn queue_idempotency(&self, service: &str, digest: &str) -> String {
+        format!("{}idem:{digest}", self.queue_base(service))
+    }
+
     /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)
@@ -166,5 +212,16 @@ mod tests {
         }
         assert_eq!(k.events_channel(), "gw:events");
         assert_eq!(k.nodes(), "gw:nodes");
+    }
+
+    #[test]
+    fn queue_keys_share_the_service_hash_tag() {
+        let k = Keys::new("gw:");
+        assert_eq!(k.queue_pending("reports"), "gw:{q:reports}:pending");
+        assert_eq!(k.queue_job("reports", "j1"), "gw:{q:reports}:job:j1");
+        for key in [k.queue_processing("r"), k.queue_dead("r"), k.queue_lease("r", "j"), k.queue_idempotency("r", "d")]
+        {
+            assert!(key.starts_with("gw:{q:r}:"), "{key}");
+        }
     }
 }

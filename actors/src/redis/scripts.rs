@@ -36,3 +36,26 @@ pub static AUTH_PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str
 pub static CIRCUIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/circuit.lua")));
 /// Store cached records with their URL index, release the fill lock, announce the fill.
 pub static CACHE_STORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/cache_store.lua")));
+/// Enqueue a job: idempotency key, max_depth, hash and push together.
+pub static QUEUE_ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_enqueue.lua")));
+/// A job's state and place in line.
+pub static QUEUE_GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_get.lua")));
+/// The jobs of a list (dead letters) with their state.
+pub static QUEUE_LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_list.lua")));
+/// Take the lease of a job just moved to processing and read its request.
+pub static QUEUE_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_claim.lua")));
+/// Extend a lease, only for its holder.
+pub static QUEUE_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_renew.lua")));
+/// Count a run and mark it running (or dead-letter a job out of attempts).
+pub static QUEUE_START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_start.lua")));
+/// Record the end of a run: result, retry or dead letter.
+pub static QUEUE_FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_finish.lua")));
+/// Give a held job back to the front of the queue.
+pub static QUEUE_RETURN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_return.lua")));
+/// Processing job ids without a lease.
+pub static QUEUE_LEASELESS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/queue_leaseless.lua")));
+/// Return expired-lease jobs to the queue or the dead-letter list.
+pub static QUEUE_REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_reap.lua")));
+/// Re-queue a dead letter under the same id.
+pub static QUEUE_RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/queue_retry.lua")));

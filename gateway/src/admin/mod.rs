@@ -11,6 +11,7 @@ mod instances;
 mod json;
 mod nodes;
 mod openapi;
+mod queues;
 mod ratelimits;
 mod services;
 
@@ -69,6 +70,8 @@ pub struct AdminState {
     pub circuits: Addr<actors::circuit::CircuitBreaker>,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
+    /// The job queues (counts, dead letters, retry).
+    pub queues: actors::queue::Queues,
 }
 
 /// Mounts every admin route.
@@ -87,6 +90,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(ratelimits::routes)
                 .configure(circuits::routes)
                 .configure(cache::routes)
+                .configure(queues::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

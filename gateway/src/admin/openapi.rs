@@ -122,6 +122,18 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                 "parameters": [{"name": "instance", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "post": {"summary": "Close an instance's breakers on every node", "responses": with(json!({"204": {"description": "Reset"}}), errors(&["401", "404"]))}
             },
+            "/admin/queues": {
+                "get": {"summary": "Queued services and their counts", "responses": with(json!({"200": ok("Queues", json!({"type": "array", "items": {"type": "object", "properties": {
+                    "service": {"type": "string"}, "depth": {"type": "integer", "description": "jobs waiting"}, "processing": {"type": "integer"}, "dead": {"type": "integer"}}}}))}), errors(&["401", "503"]))}
+            },
+            "/admin/queues/{service}/dead": {
+                "parameters": [{"name": "service", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "get": {"summary": "Dead letters of a service, newest first", "responses": with(json!({"200": ok("Jobs", json!({"type": "array", "items": {"$ref": "#/components/schemas/Job"}}))}), errors(&["401", "404", "503"]))}
+            },
+            "/admin/queues/{service}/dead/{id}/retry": {
+                "parameters": [{"name": "service", "in": "path", "required": true, "schema": {"type": "string"}}, id.clone()],
+                "post": {"summary": "Re-queue a dead letter under the same job id, attempts reset", "responses": with(json!({"202": ok("Re-queued", json!({"$ref": "#/components/schemas/Job"}))}), errors(&["401", "404", "503"]))}
+            },
             "/admin/nodes": {
                 "get": {"summary": "Live gateway nodes", "responses": with(json!({"200": ok("Nodes", json!({"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "address": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"}, "last_seen": {"type": "string", "format": "date-time"}}}}))}), errors(&["401", "503"]))}
@@ -146,6 +158,11 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                 "Error": {"type": "object", "required": ["error", "message", "request_id"], "properties": {
                     "error": {"type": "string", "examples": ["validation_failed", "unauthorized", "not_found", "conflict", "redis_unavailable"]},
                     "message": {"type": "string"}, "request_id": {"type": "string"}, "field": {"type": "string", "examples": ["endpoints[0]"]}}},
+                "Job": {"type": "object", "required": ["job_id", "status", "attempts"], "properties": {
+                    "job_id": {"type": "string"}, "status": {"enum": ["queued", "running", "succeeded", "failed", "dead"]},
+                    "position": {"type": "integer", "description": "only when queued; 1 = next"}, "attempts": {"type": "integer", "description": "runs started"},
+                    "result": {"type": "object", "description": "only when done", "properties": {"status": {"type": "integer"}, "headers": {"type": "object"},
+                        "body": {"type": "string"}, "body_encoding": {"enum": ["utf8", "base64"]}}}}},
                 "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "degraded"]}, "node": {"type": "string"},
                     "redis": {"enum": ["up", "down", "memory"]}, "degraded": {"type": "array", "items": {"type": "string"}}}},
                 "Consumer": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {

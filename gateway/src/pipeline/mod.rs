@@ -3,7 +3,7 @@
 //! outcome (metrics, access log) once.
 //!
 //! Steps that need later actors plug in between routing and the balancer, in this
-//! order: auth, rate limit, queue, cache.
+//! order: auth, rate limit, queue (`crate::queue`), cache.
 
 pub mod cache;
 pub mod forwarded;
@@ -61,6 +61,8 @@ pub struct Pipeline {
     pub breakers: Option<actors::circuit::Breakers>,
     /// The response cache (services with `[services.cache]`).
     pub cache: Option<cache::CacheLayer>,
+    /// The job queue of services with `[services.queue]`.
+    pub queues: Option<actors::queue::Queues>,
 }
 
 impl Pipeline {
@@ -91,6 +93,7 @@ impl Pipeline {
             rate_limits: None,
             breakers: None,
             cache: None,
+            queues: None,
         }
     }
 }
@@ -193,6 +196,9 @@ async fn run(
         breakers: cx.breakers.as_ref(),
         conditional: None,
     };
+    if let (Some(spec), Some(queues)) = (crate::queue::matching(&route, req, &path), &cx.queues) {
+        return crate::queue::enqueue(&forward, spec, queues, payload, body).await;
+    }
     if let (Some(layer), Some(spec)) = (&cx.cache, route.spec.cache.as_ref()) {
         let step = cache::Step { fw: forward, path: &path, spec, payload, kind: body };
         let refresh = || cache::Refresh {
@@ -220,6 +226,23 @@ fn route(req: &HttpRequest, path: &str, routes: &RoutesView) -> Result<Arc<Route
 /// The service's `auth` step: the verified identity (`None` for `auth = none`), with
 /// revocations, disabled consumers and permissions applied.
 fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
+    let Some(identity) = identify(req, route, cx)? else {
+        return Ok(None);
+    };
+    if !cx.auth.load().dir.permitted(&identity.consumer, &route.name, req.method().as_str()) {
+        return Err(GatewayError::Forbidden(format!(
+            "consumer {:?} may not {} {}",
+            identity.consumer,
+            req.method(),
+            route.name
+        )));
+    }
+    Ok(Some(identity))
+}
+
+/// Verifies the credentials `route`'s auth mode asks for (revocations and disabled
+/// consumers applied, permissions not): `None` for `auth = none`.
+pub(crate) fn identify(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
     if route.spec.auth == AuthMode::None {
         return Ok(None);
     }
@@ -238,14 +261,6 @@ fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Optio
         (AuthMode::ApiKey | AuthMode::Any, _, Some(key)) => verify_key(key)?,
         _ => return Err(unauthorized(AuthError::MissingCredentials)),
     };
-    if !auth.dir.permitted(&identity.consumer, &route.name, req.method().as_str()) {
-        return Err(GatewayError::Forbidden(format!(
-            "consumer {:?} may not {} {}",
-            identity.consumer,
-            req.method(),
-            route.name
-        )));
-    }
     Ok(Some(identity))
 }
 
