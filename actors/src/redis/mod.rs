@@ -123,9 +123,9 @@ enum Target {
     Sentinel(Arc<SentinelTarget>),
     Cluster {
         /// Commands: each node's answer bounded by `command_timeout`.
-        commands: ClusterClient,
+        commands: Box<ClusterClient>,
         /// Blocking commands: no response bound.
-        blocking: ClusterClient,
+        blocking: Box<ClusterClient>,
         /// One client per seed node, for Pub/Sub.
         seeds: Vec<redis::Client>,
     },
@@ -350,10 +350,10 @@ impl Store {
                 if same {
                     // The sentinels still name our server: fine if it still is the master
                     // (a timeout or a restart the manager reconnects by itself).
-                    if let Ok(Conn::Single(mut c)) = store.connection() {
-                        if sentinel::is_master(&mut c, store.cfg.command_timeout * 4).await {
-                            break;
-                        }
+                    if let Ok(Conn::Single(mut c)) = store.connection()
+                        && sentinel::is_master(&mut c, store.cfg.command_timeout * 4).await
+                    {
+                        break;
                     }
                 } else if store.connect().await.is_ok() {
                     break;
@@ -483,5 +483,5 @@ fn cluster_target(
             connect::client(info, certs)
         })
         .collect::<Result<_, _>>()?;
-    Ok(Target::Cluster { commands, blocking, seeds: seed_clients })
+    Ok(Target::Cluster { commands: Box::new(commands), blocking: Box::new(blocking), seeds: seed_clients })
 }
