@@ -2,6 +2,7 @@
 -- Redis clock: first check all, then commit all only if all allow, so a request rejected
 -- by one policy consumes from none.
 -- KEYS[i]  the counter of policy i (hash; a sorted set for sliding_log)
+-- KEYS[n+i] its sequence hash (sliding_log member ids); declared so Redis Cluster sees it
 -- ARGV[1]  mode: 'decide' (check and commit) or 'peek' (report, change nothing)
 -- ARGV[2]  number of policies n; then per policy: algorithm, limit, window_ms, burst
 -- Returns {allowed (1/0), then per policy: remaining, reset_ms, retry_ms}; with 'peek',
@@ -16,6 +17,7 @@ for i = 1, n do
   local a = 2 + (i - 1) * 4
   local alg, limit, w, burst = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local key = KEYS[i]
+  local seq_key = KEYS[n + i]
   local ok, remaining, reset, retry
   if alg == 'fixed_window' then
     local win = math.floor(now / w)
@@ -65,8 +67,8 @@ for i = 1, n do
     if oldest[2] then reset = tonumber(oldest[2]) + w - now else reset = w end
     retry = reset
     commits[i] = function()
-      local seq = redis.call('HINCRBY', key .. ':seq', 'n', 1)
-      redis.call('PEXPIRE', key .. ':seq', w)
+      local seq = redis.call('HINCRBY', seq_key, 'n', 1)
+      redis.call('PEXPIRE', seq_key, w)
       redis.call('ZADD', key, now, now .. '-' .. seq)
       redis.call('PEXPIRE', key, w)
     end

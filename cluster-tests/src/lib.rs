@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod redis_server;
+pub mod redis_topologies;
 pub mod upstream;
 
 use std::net::TcpListener;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use gateway::{GatewayProcess, gateway_bin};
 pub use redis_server::TestRedis;
+pub use redis_topologies::{TestRedisCluster, TestSentinel, TestTlsRedis, redis_cli};
 pub use upstream::{MockUpstream, Recorded};
 
 /// A port that was free a moment ago on 127.0.0.1.

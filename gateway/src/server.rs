@@ -13,8 +13,8 @@ use actors::cache::{Cache, CacheManager, CacheSettings, CacheStore};
 use actors::circuit::{Breakers, CircuitBreaker, CircuitStore};
 use actors::health_check::HealthChecker;
 use actors::membership::{Leave, Membership};
+use actors::redis::Store;
 use actors::redis::events::{event_stream, spawn_subscriber};
-use actors::redis::{Store, StoreConfig};
 use actors::registry::{Backend, RegistryStore, RoutesView, ServiceRegistry};
 use actors::status::NodeStatus;
 
@@ -69,16 +69,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let (status, store) = match &config.redis {
         Some(r) => {
             let status = NodeStatus::redis();
-            let store = Store::new(
-                StoreConfig {
-                    url: r.url.expose().to_string(),
-                    connect_timeout: r.connect_timeout.get(),
-                    command_timeout: r.command_timeout.get(),
-                    key_prefix: r.key_prefix.clone(),
-                },
-                status.clone(),
-            )
-            .map_err(|e| StartError::Redis(e.to_string()))?;
+            let store = Store::new(r.store_config(), status.clone()).map_err(|e| StartError::Redis(e.to_string()))?;
             (status, Some(store))
         }
         None => (NodeStatus::memory(), None),

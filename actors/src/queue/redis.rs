@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
 use super::model::{Finish, JobRecord, JobRequest, JobResult, JobStatus, NewJob, QueueStats, idempotency_digest};
 use super::{Enqueued, Start};
 use crate::redis::{Keys, Store, StoreError, ToRedisArgsDyn, scripts};
@@ -53,8 +51,8 @@ impl RedisQueue {
     /// A dedicated connection for one worker's `BLMOVE`s on `service`.
     pub fn taker(&self, service: &str) -> RedisTaker {
         RedisTaker {
-            client: self.store.client().clone(),
-            connect_timeout: self.store.config().connect_timeout,
+            store: self.store.clone(),
+            moved: self.store.moved(),
             pending: self.keys().queue_pending(service),
             processing: self.keys().queue_processing(service),
             conn: None,
@@ -291,35 +289,32 @@ impl RedisQueue {
 
 /// One worker's dedicated connection for `BLMOVE pending processing`.
 pub struct RedisTaker {
-    client: redis::Client,
-    connect_timeout: Duration,
+    store: Store,
+    moved: tokio::sync::watch::Receiver<u64>,
     pending: String,
     processing: String,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<crate::redis::Dedicated>,
 }
 
 impl RedisTaker {
     /// Waits up to `block` for a job id and moves it to processing; `None` when none came.
     pub async fn take(&mut self, block: Duration) -> Result<Option<String>, StoreError> {
+        // After a Sentinel failover the old connection points at a replica: reopen.
+        if self.moved.has_changed().unwrap_or(false) {
+            self.moved.mark_unchanged();
+            self.conn = None;
+        }
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => {
-                let cfg = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(block + Duration::from_secs(2)));
-                tokio::time::timeout(
-                    self.connect_timeout * 4,
-                    self.client.get_multiplexed_async_connection_with_config(&cfg),
-                )
-                .await
-                .map_err(|_| StoreError::Timeout)??
-            }
+            None => self.store.dedicated().await?,
         };
         let mut cmd = redis::cmd("BLMOVE");
         cmd.arg(&self.pending).arg(&self.processing).arg("RIGHT").arg("LEFT").arg(block.as_secs_f64());
         // On any error the connection is dropped: a BLMOVE we stopped waiting for must not
         // deliver its job to a connection nobody reads (the reaper would return it anyway).
-        let id: Option<String> = cmd.query_async(&mut conn).await?;
+        let id: Option<String> = tokio::time::timeout(block + Duration::from_secs(2), cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| StoreError::Timeout)??;
         self.conn = Some(conn);
         Ok(id)
     }

@@ -175,17 +175,47 @@ impl Limiter {
         self.memory.reset(&id);
         self.blocked_shard(&id).lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         if let Some(store) = &self.store {
-            let k = store.keys().rate_limit(policy, key);
-            store
-                .query::<()>(redis::cmd("DEL").arg(&k).arg(format!("{k}:seq")))
-                .await
-                .map_err(|_| LimitError::Unavailable)?;
+            let (k, seq) = (store.keys().rate_limit(policy, key), store.keys().rate_limit_seq(policy, key));
+            store.query::<()>(redis::cmd("DEL").arg(&k).arg(&seq)).await.map_err(|_| LimitError::Unavailable)?;
         }
         Ok(())
     }
 
+    /// One atomic script call when every counter shares a slot (always outside Cluster);
+    /// on Redis Cluster, policies keyed by different values live in different slots, so
+    /// they are decided one key value after another, and after a refusal the rest are only
+    /// peeked: never over-admits, though a refused request may have consumed from the
+    /// policies decided before the refusing one.
     async fn script(&self, store: &Store, mode: &str, checks: &[Check<'_>]) -> Option<Outcome> {
-        let keys: Vec<String> = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key)).collect();
+        let first = checks.first()?.key;
+        if !store.is_cluster() || checks.iter().all(|c| c.key == first) {
+            return self.script_one(store, mode, checks).await;
+        }
+        let mut keys: Vec<&str> = Vec::new();
+        for c in checks {
+            if !keys.contains(&c.key) {
+                keys.push(c.key);
+            }
+        }
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; checks.len()];
+        let mut allowed = true;
+        for key in keys {
+            let (idx, group): (Vec<usize>, Vec<Check<'_>>) =
+                checks.iter().enumerate().filter(|(_, c)| c.key == key).map(|(i, c)| (i, Check { ..*c })).unzip();
+            let group_mode = if allowed { mode } else { "peek" };
+            let out = self.script_one(store, group_mode, &group).await?;
+            allowed &= out.allowed;
+            for (i, v) in idx.into_iter().zip(out.verdicts) {
+                verdicts[i] = Some(v);
+            }
+        }
+        Some(Outcome { allowed, verdicts: verdicts.into_iter().collect::<Option<Vec<_>>>()? })
+    }
+
+    async fn script_one(&self, store: &Store, mode: &str, checks: &[Check<'_>]) -> Option<Outcome> {
+        let counters = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key));
+        let seqs = checks.iter().map(|c| store.keys().rate_limit_seq(c.policy, c.key));
+        let keys: Vec<String> = counters.chain(seqs).collect();
         let mut args: Vec<Vec<u8>> = vec![mode.as_bytes().to_vec(), checks.len().to_string().into_bytes()];
         for c in checks {
             args.push(algorithm_name(c.spec.algorithm).as_bytes().to_vec());

@@ -2,7 +2,10 @@
 //! fanned out to actors by message and to local streaming subscribers (SSE).
 //!
 //! Pub/Sub is at-most-once: actors treat `Connected` as "you may have missed events"
-//! and resync from Redis; version gaps do the same.
+//! and resync from Redis; version gaps do the same. The connection comes from
+//! `Store::pubsub` (the master under Sentinel, any node under Cluster, where `PUBLISH`
+//! reaches every node); when the store follows a new Sentinel master, the subscriber
+//! moves with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,14 +84,16 @@ pub fn spawn_subscriber(
         let channel = store.keys().events_channel();
         let fills_channel = store.keys().cache_fills_channel();
         let mut delay = Duration::from_millis(100);
+        let mut moved = store.moved();
         loop {
+            moved.mark_unchanged();
             let connect = async {
-                let mut ps = store.client().get_async_pubsub().await?;
+                let mut ps = store.pubsub().await?;
                 ps.subscribe(&channel).await?;
                 if fills.is_some() {
                     ps.subscribe(&fills_channel).await?;
                 }
-                Ok::<_, redis::RedisError>(ps)
+                Ok::<_, super::StoreError>(ps)
             };
             match tokio::time::timeout(store.config().connect_timeout * 4, connect).await {
                 Ok(Ok(pubsub)) => {
@@ -97,7 +102,15 @@ pub fn spawn_subscriber(
                     store.status().set_redis_up(true);
                     recipients.iter().for_each(|r| r.do_send(BusMessage::Connected));
                     let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
+                    loop {
+                        let msg = tokio::select! {
+                            msg = messages.next() => msg,
+                            _ = moved.changed() => {
+                                tracing::info!("redis master moved: resubscribing");
+                                None
+                            }
+                        };
+                        let Some(msg) = msg else { break };
                         let Ok(payload) = msg.get_payload::<String>() else { continue };
                         if let Some(f) = fills.as_ref().filter(|_| msg.get_channel_name() == fills_channel) {
                             let _ = f.send(payload.into());

@@ -102,6 +102,11 @@ impl Keys {
         format!("{}{{rl:{key}}}:{policy}", self.prefix)
     }
 
+    /// Sequence hash of a sliding-log counter (member ids); same slot as the counter.
+    pub fn rate_limit_seq(&self, policy: &str, key: &str) -> String {
+        format!("{}:seq", self.rate_limit(policy, key))
+    }
+
     /// Circuit breakers: `<service>/<instance>` → breaker JSON (`circuit/machine.rs`).
     pub fn circuits(&self) -> String {
         format!("{}{{circuit}}:breakers", self.prefix)

@@ -137,16 +137,35 @@ impl RegistryStore {
     /// A consistent copy (version 0 when empty) and the data epoch (`None`: never seeded,
     /// or Redis lost its data).
     pub async fn snapshot(&self) -> Result<(u64, Vec<StoredService>, Option<String>), StoreError> {
+        // Every key a script touches is declared (Redis Cluster), so the names are read
+        // first; the script reports when they changed meanwhile and the read is retried.
+        for _ in 0..5 {
+            let names: Vec<String> =
+                self.store.query(redis::cmd("SMEMBERS").arg(self.store.keys().registry_services())).await?;
+            if let Some(snapshot) = self.snapshot_of(&names).await? {
+                return Ok(snapshot);
+            }
+        }
+        Err(StoreError::Reply("the service set kept changing during the snapshot".into()))
+    }
+
+    async fn snapshot_of(
+        &self,
+        names: &[String],
+    ) -> Result<Option<(u64, Vec<StoredService>, Option<String>)>, StoreError> {
         let k = self.store.keys();
         type Row = (String, String, String, Vec<(String, String)>, Vec<(String, String)>);
-        let reply: (Option<u64>, Vec<Row>, Option<String>) = self
-            .store
-            .script(
-                &scripts::REGISTRY_SNAPSHOT,
-                &[k.registry_version(), k.registry_services(), k.registry_epoch()],
-                &[&k.registry_service_prefix(), &k.registry_instances_prefix(), &k.registry_health_prefix()],
-            )
-            .await?;
+        let mut keys = vec![k.registry_version(), k.registry_services(), k.registry_epoch()];
+        for n in names {
+            keys.extend([k.registry_service(n), k.registry_instances(n), k.registry_health(n)]);
+        }
+        let args: Vec<&dyn crate::redis::ToRedisArgsDyn> =
+            names.iter().map(|n| n as &dyn crate::redis::ToRedisArgsDyn).collect();
+        let reply: (Option<u64>, Vec<Row>, Option<String>, i64) =
+            self.store.script(&scripts::REGISTRY_SNAPSHOT, &keys, &args).await?;
+        if reply.3 != 0 {
+            return Ok(None);
+        }
         let rows = reply.1.into_iter().map(|(name, spec, source, instances, health)| StoredService {
             name,
             spec,
@@ -154,7 +173,7 @@ impl RegistryStore {
             instances,
             health,
         });
-        Ok((reply.0.unwrap_or(0), rows.collect(), reply.2))
+        Ok(Some((reply.0.unwrap_or(0), rows.collect(), reply.2)))
     }
 
     /// Marks the data as seeded (first writer wins) and answers the epoch in force.
@@ -232,20 +251,15 @@ impl RegistryStore {
     /// Removes instances whose lease ran out; returns how many.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         let k = self.store.keys();
-        self.store
-            .script(
-                &scripts::INSTANCE_SWEEP,
-                &[k.registry_version(), k.registry_services(), k.registry_log()],
-                &[
-                    &k.registry_instances_prefix(),
-                    &k.registry_health_prefix(),
-                    &&*self.node,
-                    &k.events_channel(),
-                    &EVENT_LOG_LEN,
-                    &crate::now_rfc3339(),
-                ],
-            )
-            .await
+        let names: Vec<String> = self.store.query(redis::cmd("SMEMBERS").arg(k.registry_services())).await?;
+        let mut keys = vec![k.registry_version(), k.registry_services(), k.registry_log()];
+        for n in &names {
+            keys.extend([k.registry_instances(n), k.registry_health(n)]);
+        }
+        let (node, channel, at) = (&*self.node, k.events_channel(), crate::now_rfc3339());
+        let mut args: Vec<&dyn crate::redis::ToRedisArgsDyn> = vec![&node, &channel, &EVENT_LOG_LEN, &at];
+        args.extend(names.iter().map(|n| n as &dyn crate::redis::ToRedisArgsDyn));
+        self.store.script(&scripts::INSTANCE_SWEEP, &keys, &args).await
     }
 
     /// The current version, `None` when Redis holds no registry.

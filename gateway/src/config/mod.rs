@@ -177,13 +177,18 @@ pub struct RedisConfig {
     /// Topology.
     #[serde(default)]
     pub mode: RedisMode,
-    /// Sentinel addresses (`mode = "sentinel"`).
+    /// Sentinel addresses (`mode = "sentinel"`): `host:port` or
+    /// `redis[s]://[user:pass@]host:port`.
     #[serde(default)]
     pub sentinels: Vec<String>,
+    /// Password for sentinels whose address carries none (absent: no AUTH to sentinels;
+    /// the master's credentials come from `url`).
+    pub sentinel_password: Option<Secret>,
     /// Sentinel master name.
     #[serde(default = "default_master_name")]
     pub master_name: String,
-    /// Cluster seed nodes (`mode = "cluster"`), as `redis://host:port`.
+    /// Cluster seed nodes (`mode = "cluster"`), as `redis[s]://host:port` (credentials
+    /// missing from them come from `url`).
     #[serde(default)]
     pub nodes: Vec<String>,
     /// Connections in the command pool.
@@ -587,8 +592,13 @@ fn validate_redis(r: &RedisConfig) -> Result<(), FieldError> {
         RedisMode::Sentinel if r.sentinels.is_empty() => {
             return Err(FieldError::new("redis.sentinels", "mode = \"sentinel\" needs at least one sentinel address"));
         }
+        RedisMode::Sentinel => {
+            if let Some(i) = r.sentinels.iter().position(|s| s.contains("://") && !is_redis_url(s)) {
+                return Err(FieldError::new(format!("redis.sentinels[{i}]"), "must be host:port or a redis:// URL"));
+            }
+        }
         RedisMode::Cluster => {
-            if let Some(i) = r.nodes.iter().position(|n| !n.starts_with("redis://") && !n.starts_with("rediss://")) {
+            if let Some(i) = r.nodes.iter().position(|n| !is_redis_url(n)) {
                 return Err(FieldError::new(format!("redis.nodes[{i}]"), "must be a redis://host:port URL"));
             }
         }
@@ -606,7 +616,42 @@ fn validate_redis(r: &RedisConfig) -> Result<(), FieldError> {
     if r.key_prefix.contains(['{', '}', ' ']) {
         return Err(FieldError::new("redis.key_prefix", "must not contain braces or spaces"));
     }
+    if r.tls_cert_file.is_some() != r.tls_key_file.is_some() {
+        return Err(FieldError::new("redis.tls_cert_file", "tls_cert_file and tls_key_file go together"));
+    }
     Ok(())
+}
+
+fn is_redis_url(s: &str) -> bool {
+    s.starts_with("redis://") || s.starts_with("rediss://")
+}
+
+impl RedisConfig {
+    /// The connection settings the actors' `Store` takes.
+    pub fn store_config(&self) -> actors::redis::StoreConfig {
+        use actors::redis::{StoreConfig, TlsFiles, Topology};
+        let topology = match self.mode {
+            RedisMode::Standalone => Topology::Standalone,
+            RedisMode::Sentinel => Topology::Sentinel {
+                sentinels: self.sentinels.clone(),
+                master_name: self.master_name.clone(),
+                sentinel_password: self.sentinel_password.as_ref().map(|p| p.expose().to_string()),
+            },
+            RedisMode::Cluster => Topology::Cluster { nodes: self.nodes.clone() },
+        };
+        StoreConfig {
+            url: self.url.expose().to_string(),
+            topology,
+            tls: TlsFiles {
+                ca_file: self.tls_ca_file.as_ref().map(Into::into),
+                cert_file: self.tls_cert_file.as_ref().map(Into::into),
+                key_file: self.tls_key_file.as_ref().map(Into::into),
+            },
+            connect_timeout: self.connect_timeout.get(),
+            command_timeout: self.command_timeout.get(),
+            key_prefix: self.key_prefix.clone(),
+        }
+    }
 }
 
 const JWT_ALGORITHMS: [&str; 12] =

@@ -176,3 +176,27 @@ fn secrets_come_from_env_or_file_and_never_print() {
     assert!(e.message.contains("GW_TEST_SURELY_UNSET_VAR"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn redis_deployments_parse_into_store_settings_and_bad_ones_name_the_field() {
+    let c = parse(
+        "[redis]\nmode = \"sentinel\"\nurl = \"rediss://gw:pw@x/2\"\nsentinels = [\"10.0.0.1:26379\", \"redis://s2:26379\"]\n\
+         sentinel_password = \"sp\"\ntls_ca_file = \"/ca.pem\"\n",
+    )
+    .expect("valid sentinel config");
+    let store = c.redis.expect("redis section").store_config();
+    assert!(matches!(
+        store.topology,
+        actors::redis::Topology::Sentinel { ref sentinels, ref sentinel_password, .. }
+            if sentinels.len() == 2 && sentinel_password.as_deref() == Some("sp")
+    ));
+    assert_eq!(store.tls.ca_file.as_deref(), Some(std::path::Path::new("/ca.pem")));
+    assert!(!format!("{store:?}").contains("pw@"), "credentials in Debug: {store:?}");
+
+    let e = parse("[redis]\nmode = \"cluster\"\nnodes = [\"10.0.0.1:6379\"]\n").expect_err("node without scheme");
+    assert_eq!(e.field, "redis.nodes[0]");
+    let e = parse("[redis]\ntls_cert_file = \"/c.pem\"\n").expect_err("certificate without key");
+    assert_eq!(e.field, "redis.tls_cert_file");
+    let e = parse("[redis]\nmode = \"sentinel\"\nsentinels = [\"http://s:1\"]\n").expect_err("not redis");
+    assert_eq!(e.field, "redis.sentinels[0]");
+}
