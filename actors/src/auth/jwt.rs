@@ -4,6 +4,7 @@
 //! parsing.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
@@ -86,11 +87,23 @@ pub struct JwtVerifier {
     keys: Vec<Key>,
     /// Keys from the JWKS endpoint (replaced on every fetch).
     jwks: Vec<Key>,
-    algorithms: Vec<Algorithm>,
-    issuer: Option<String>,
-    audience: Vec<String>,
     leeway: u64,
     role_claim: String,
+    /// Validation settings per accepted algorithm, built once.
+    validations: Vec<(Algorithm, Arc<Validation>)>,
+    /// Tokens already verified with these keys → their identity, until `exp` (at most
+    /// `VERIFIED_TTL`). A hit skips signature and JSON work; revocation is checked by the
+    /// caller on every request either way.
+    verified: moka::sync::Cache<Box<str>, Arc<Identity>>,
+}
+
+/// How long a verified token is remembered at most.
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How many verified tokens are remembered per key set.
+const VERIFIED_CAPACITY: u64 = 20_000;
+
+fn verified_cache() -> moka::sync::Cache<Box<str>, Arc<Identity>> {
+    moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).time_to_live(VERIFIED_TTL).build()
 }
 
 /// Why a key could not be loaded: `(index of the key, message)`.
@@ -148,20 +161,40 @@ impl JwtVerifier {
                 Ok(Key { kid: k.kid.clone(), family, key })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let validations = algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.leeway = s.leeway_secs;
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                v.required_spec_claims = HashSet::from(["exp".to_string()]);
+                match &s.issuer {
+                    Some(iss) => v.set_issuer(&[iss]),
+                    None => v.iss = None,
+                }
+                if s.audience.is_empty() {
+                    v.validate_aud = false;
+                } else {
+                    v.set_audience(&s.audience);
+                }
+                (*alg, Arc::new(v))
+            })
+            .collect();
         Ok(Self {
             keys,
             jwks: Vec::new(),
-            algorithms,
-            issuer: s.issuer.clone(),
-            audience: s.audience.clone(),
             leeway: s.leeway_secs,
             role_claim: s.role_claim.clone(),
+            validations,
+            verified: verified_cache(),
         })
     }
 
-    /// The same verifier with `jwks` as its fetched keys.
+    /// The same verifier with `jwks` as its fetched keys (and nothing remembered from the
+    /// previous key set).
     pub fn with_jwks(&self, jwks: Vec<Key>) -> Self {
-        Self { jwks, ..self.clone() }
+        Self { jwks, verified: verified_cache(), ..self.clone() }
     }
 
     fn all_keys(&self) -> impl Iterator<Item = &Key> {
@@ -196,26 +229,25 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::InvalidToken("token larger than 8 KiB"));
         }
+        if let Some(id) = self.verified.get(token) {
+            let now = crate::now_unix();
+            return match id.exp {
+                Some(exp) if exp.saturating_add(self.leeway) < now => Err(AuthError::TokenExpired),
+                _ => Ok((*id).clone()),
+            };
+        }
+        let identity = self.verify_fully(token)?;
+        self.verified.insert(token.into(), Arc::new(identity.clone()));
+        Ok(identity)
+    }
+
+    fn verify_fully(&self, token: &str) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
-        if !self.algorithms.contains(&header.alg) {
+        let Some((_, v)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err(AuthError::InvalidToken("algorithm not accepted"));
-        }
+        };
         let key = self.key_for(header.alg, header.kid.as_deref())?;
-        let mut v = Validation::new(header.alg);
-        v.leeway = self.leeway;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        v.required_spec_claims = HashSet::from(["exp".to_string()]);
-        match &self.issuer {
-            Some(iss) => v.set_issuer(&[iss]),
-            None => v.iss = None,
-        }
-        if self.audience.is_empty() {
-            v.validate_aud = false;
-        } else {
-            v.set_audience(&self.audience);
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &v).map_err(|e| {
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::TokenExpired,

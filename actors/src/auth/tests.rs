@@ -194,3 +194,23 @@ fn an_hmac_secret_never_verifies_an_asymmetric_token() {
 fn key_digests_are_lowercase_hex_sha256() {
     assert_eq!(key_digest(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
+
+#[test]
+fn a_verified_token_is_remembered_but_still_expires_and_a_new_key_set_forgets_it() {
+    let v = JwtVerifier::new(&settings(vec![secret_key("k1", b"top-secret")], &["HS256"])).expect("v");
+    let key = EncodingKey::from_secret(b"top-secret");
+    let t = sign(Algorithm::HS256, Some("k1"), &key, &claims());
+    let first = v.verify(&t).expect("valid");
+    assert_eq!(v.verify(&t), Ok(first.clone()), "the remembered answer is the same identity");
+    // A tampered copy is a different string: never served from memory.
+    let tampered = format!("{}x", &t[..t.len() - 1]);
+    assert!(v.verify(&tampered).is_err());
+    // Expiry is checked on every use, remembered or not (leeway 5 s).
+    let short = sign(Algorithm::HS256, Some("k1"), &key, &json!({"sub": "bob", "exp": now() + 1}));
+    assert!(v.verify(&short).is_ok());
+    std::thread::sleep(std::time::Duration::from_millis(6_500));
+    assert_eq!(v.verify(&short), Err(AuthError::TokenExpired));
+    // New JWKS keys: nothing remembered from before carries over.
+    let fresh = v.with_jwks(Vec::new());
+    assert_eq!(fresh.verify(&t), Ok(first));
+}
