@@ -53,6 +53,23 @@ impl TestRedis {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
+    /// Freezes the server with SIGSTOP: connections stay open, nothing answers (slow,
+    /// not dead).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = std::process::Command::new("kill").args([sig, &c.id().to_string()]).status();
+        }
+    }
+
     /// Kills the server (simulates a crash).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

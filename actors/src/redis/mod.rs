@@ -11,6 +11,7 @@
 
 pub mod connect;
 pub mod events;
+pub mod guard;
 pub mod keys;
 pub mod scripts;
 mod sentinel;
@@ -144,6 +145,8 @@ pub struct Store {
     status: NodeStatus,
     /// Actor label for `gateway_redis_command_duration_seconds`.
     actor: &'static str,
+    /// The breaker around Redis, shared by every actor of the node.
+    guard: Arc<guard::RedisGuard>,
 }
 
 impl Store {
@@ -175,6 +178,7 @@ impl Store {
             keys,
             status,
             actor: "gateway",
+            guard: Arc::new(guard::RedisGuard::default()),
         })
     }
 
@@ -364,8 +368,28 @@ impl Store {
         });
     }
 
+    /// The shared connection, unless the Redis guard is open (then fail at once).
     fn connection(&self) -> Result<Conn, StoreError> {
+        if !self.guard.admit(crate::now_unix_ms()) {
+            return Err(StoreError::Unavailable);
+        }
         self.conn.load().as_deref().cloned().ok_or(StoreError::Unavailable)
+    }
+
+    /// Whether the Redis guard is open (Redis calls fail fast).
+    pub fn guard_open(&self) -> bool {
+        self.guard.is_open()
+    }
+
+    fn guard_failure(&self) {
+        if self.guard.failure(crate::now_unix_ms()) {
+            self.status.set_redis_up(false);
+            tracing::warn!(
+                failures = guard::TRIP_AFTER,
+                cooldown_ms = guard::COOLDOWN.as_millis() as u64,
+                "redis guard open: redis calls fail fast and actors use their fallbacks"
+            );
+        }
     }
 
     /// Runs one command with the command timeout.
@@ -416,12 +440,19 @@ impl Store {
         match r {
             Ok(Ok(v)) => {
                 self.status.set_redis_up(true);
+                if self.guard.success() {
+                    tracing::info!("redis guard closed: redis answers again");
+                }
                 Ok(v)
             }
             Ok(Err(e)) => {
                 let lost = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout();
                 if lost {
                     self.status.set_redis_up(false);
+                    self.guard_failure();
+                } else if self.guard.success() {
+                    // Redis answered (with an error of the command): it is reachable.
+                    tracing::info!("redis guard closed: redis answers again");
                 }
                 if lost || e.code() == Some("READONLY") {
                     self.follow_master();
@@ -431,6 +462,7 @@ impl Store {
             }
             Err(_) => {
                 metrics::counter!(crate::names::M_REDIS_ERRORS).increment(1);
+                self.guard_failure();
                 self.follow_master();
                 Err(StoreError::Timeout)
             }
