@@ -62,7 +62,7 @@ async fn send(req: awc::ClientRequest) -> Answer {
     let cache = h("x-cache-status").unwrap_or_default();
     let age = h("age").and_then(|a| a.parse().ok());
     let headers = res.headers().clone();
-    let body = res.body().limit(1 << 20).await.map(|b| b.to_vec()).unwrap_or_default();
+    let body = res.body().limit(8 << 20).await.map(|b| b.to_vec()).unwrap_or_default();
     Answer { status: res.status().as_u16(), cache, age, body, headers }
 }
 
@@ -290,4 +290,59 @@ async fn invalidation_and_purges_reach_every_node_and_redis_loss_falls_back_to_l
     assert_eq!((first.status, first.cache.as_str()), (200, "MISS"));
     let second = get(&a, "/api/c/offline").await;
     assert_eq!((second.status, second.cache.as_str()), (200, "HIT"));
+}
+
+#[actix_rt::test]
+async fn large_bodies_are_cached_byte_identical_up_to_max_object_and_pass_through_above() {
+    let up = MockUpstream::start("up");
+    let gw = GatewayProcess::start(&config(&up, None, "").replace("max_object = \"64KiB\"", "max_object = \"1MiB\""));
+    let big = |kib: usize| {
+        let s: String = (0..kib * 1024).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+        Behavior { body: Some(s), ..with_headers(&[("cache-control", "max-age=60")]) }
+    };
+    up.set_behavior(big(900));
+    let first = get(&gw, "/api/c/900k").await;
+    assert_eq!((first.status, first.cache.as_str(), first.body.len()), (200, "MISS", 900 * 1024));
+    let hit = get(&gw, "/api/c/900k").await;
+    assert_eq!(hit.cache, "HIT");
+    assert!(hit.body == first.body, "a cached 900 KiB body is served byte-identical");
+
+    up.set_behavior(big(2048));
+    let before = up.count();
+    for _ in 0..2 {
+        let a = get(&gw, "/api/c/2m").await;
+        assert_eq!((a.status, a.cache.as_str(), a.body.len()), (200, "MISS", 2048 * 1024));
+    }
+    assert_eq!(up.count() - before, 2, "above max_object nothing is stored");
+}
+
+#[actix_rt::test]
+async fn when_the_filling_node_dies_the_waiting_nodes_still_answer() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    up.set_behavior(Behavior {
+        delay: Duration::from_millis(1500),
+        ..with_headers(&[("cache-control", "max-age=60")])
+    });
+    let text = config(&up, Some(&redis), "").replace("name = \"c\"\n", "name = \"c\"\ntimeout = \"3s\"\n");
+    let mut filler = GatewayProcess::start(&text);
+    let others: Vec<_> = (0..2).map(|_| GatewayProcess::start(&text)).collect();
+
+    let lead = client().get(filler.url("/api/c/slow")).insert_header(HOST).send();
+    let lead = actix_rt::spawn(async move { lead.await.map(|r| r.status().as_u16()) });
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let waiters: Vec<_> = others
+        .iter()
+        .map(|n| {
+            let url = n.url("/api/c/slow");
+            actix_rt::spawn(async move { send(client().get(url).insert_header(HOST)).await })
+        })
+        .collect();
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    filler.kill();
+    let _ = lead.await;
+    for w in waiters {
+        let a = w.await.unwrap();
+        assert_eq!(a.status, 200, "a waiter must not inherit the dead filler's failure");
+    }
 }

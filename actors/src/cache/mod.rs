@@ -120,6 +120,10 @@ impl Cache {
     }
 
     fn remember(&self, service: &Arc<str>, url: &Arc<str>, key_hash: &str, value: L1Value, ttl: Duration) {
+        if self.0.settings.l1_capacity == 0 {
+            // `l1_capacity = 0` turns L1 off: every lookup goes to L2.
+            return;
+        }
         let weight = match &value {
             L1Value::Response(r) => r.weight(),
             L1Value::Vary(n) => n.iter().map(|s| s.len() + 24).sum::<usize>() + 64,
