@@ -20,7 +20,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 
-IMPLEMENTED=(direct nginx_proxy passthrough jwt full cached three_nodes express_full)
+IMPLEMENTED=(direct nginx_proxy passthrough jwt full cached three_nodes express_full queue_async queue_sync)
 DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full cached three_nodes express_full)
 
 # Planned scenarios and the feature each one waits for (none at the moment).
@@ -88,6 +88,8 @@ NEED_REDIS=0; NEED_EXPRESS=0; NEED_CLUSTER=0
 want full && NEED_REDIS=1
 want cached && NEED_REDIS=1
 want three_nodes && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_CLUSTER=1; }
+want queue_async && { NEED_GATEWAY=1; NEED_REDIS=1; }
+want queue_sync && { NEED_GATEWAY=1; NEED_REDIS=1; }
 want express_full && { NEED_REDIS=1; NEED_EXPRESS=1; }
 
 # ---- tools ----------------------------------------------------------------------------
@@ -322,6 +324,32 @@ rate_limit = "$([ $NEED_REDIS = 1 ] && echo bench || echo none)"
 endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
 [services.cache]
 ttl = "10m"
+
+# queue_async: jobs accepted per second (202); workers drain them meanwhile.
+[[services]]
+name = "qasync"
+prefix = "/queue-async"
+endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
+[services.queue]
+match = ["POST /queue-async/*"]
+mode = "async"
+rate = "1000000/1s"
+concurrency = 8
+max_depth = 100000000
+result_ttl = "5m"
+
+# queue_sync: end-to-end latency of a synchronous job at low load (one connection).
+[[services]]
+name = "qsync"
+prefix = "/queue-sync"
+endpoints = ["http://127.0.0.1:$UPSTREAM_PORT"]
+[services.queue]
+match = ["POST /queue-sync/*"]
+mode = "sync"
+wait = "5s"
+rate = "1000000/1s"
+concurrency = 8
+result_ttl = "5m"
 EOF
   log "starting gateway on 127.0.0.1:$GATEWAY_PORT (admin $ADMIN_PORT, 1 worker)"
   "$GATEWAY_BIN" --config "$TMP/gateway.toml" >"$TMP/gateway.log" 2>&1 &
@@ -375,6 +403,8 @@ url_for() {
     full) echo "http://127.0.0.1:$GATEWAY_PORT/secure/bench" ;;
     cached) echo "http://127.0.0.1:$GATEWAY_PORT/cached/bench" ;;
     three_nodes) echo "http://127.0.0.1:$HAPROXY_PORT/secure/bench" ;;
+    queue_async) echo "http://127.0.0.1:$GATEWAY_PORT/queue-async/bench" ;;
+    queue_sync) echo "http://127.0.0.1:$GATEWAY_PORT/queue-sync/bench" ;;
     express_full) echo "http://127.0.0.1:$EXPRESS_PORT/bench" ;;
   esac
 }
@@ -409,14 +439,26 @@ for s in "${SCENARIOS[@]}"; do
   url=$(url_for "$s")
   HDR=()
   case $s in jwt | full | cached | three_nodes | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
-  check_ok "$url" "$s"
-  log "$s: warm-up wrk -t$THREADS -c$CONNECTIONS -d$WARMUP $url"
-  run_wrk "$TMP/$s.warmup.txt" "${HDR[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" \
+  conns=$CONNECTIONS
+  case $s in
+    queue_async | queue_sync)
+      # POST with a small JSON body; queue_sync measures latency at low load.
+      printf 'wrk.method = "POST"\nwrk.body = "{}"\nwrk.headers["Content-Type"] = "application/json"\n' >"$TMP/post.lua"
+      HDR=(-s "$TMP/post.lua")
+      want_code=202
+      [ "$s" = queue_sync ] && { conns=1; want_code=200; }
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -d '{}' "$url" || true)
+      [ "$code" = "$want_code" ] || die "$s: POST $url returned HTTP $code (want $want_code)"
+      ;;
+    *) check_ok "$url" "$s" ;;
+  esac
+  log "$s: warm-up wrk -t$THREADS -c$conns -d$WARMUP $url"
+  run_wrk "$TMP/$s.warmup.txt" "${HDR[@]}" -t"$THREADS" -c"$conns" -d"$WARMUP" "$url" \
     || die "$s: wrk warm-up failed: $(cat "$TMP/$s.warmup.txt")"
-  log "$s: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $url"
+  log "$s: wrk -t$THREADS -c$conns -d$DURATION --latency $url"
   out=$TMP/$s.wrk.txt
   [ "$s" != full ] || [ $NEED_REDIS = 0 ] || redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-  run_wrk "$out" "${HDR[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" \
+  run_wrk "$out" "${HDR[@]}" -t"$THREADS" -c"$conns" -d"$DURATION" --latency "$url" \
     || die "$s: wrk failed: $(cat "$out")"
   sed 's/^/    /' "$out" >&2
 
