@@ -4,7 +4,8 @@
 # after another in the same run with the same parameters. Writes
 # bench/results/<UTC date-time>.json and .md and prints the table.
 #
-# Usage: scripts/bench.sh [scenario...]      (default: direct nginx_proxy passthrough)
+# Usage: scripts/bench.sh [scenario...]      (default: every wrk scenario; `registry` and
+#        `circuit` measure cluster propagation instead)
 #
 # Environment overrides:
 #   DURATION=10s  CONNECTIONS=32  THREADS=1  WARMUP=3s   wrk parameters
@@ -52,9 +53,33 @@ run_registry() {
   echo "registry: $out"
   echo "results: bench/results/$stamp-registry.json"
 }
+# ---- breaker propagation (not a wrk scenario) -------------------------------------------
+run_circuit() {
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release (gateway, circuit-bench)"
+    cargo build --release -p gateway --bin gateway
+    cargo build --release -p cluster-tests --bin circuit-bench
+  fi
+  command -v redis-server >/dev/null 2>&1 || die "redis-server is needed (scripts/test.sh installs it)"
+  local out stamp
+  stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
+  log "circuit: ${TRIPS:-100} breakers opened through node A, time until node C reports them open"
+  out=$(GATEWAY_BIN="$ROOT/target/release/gateway" "$ROOT/target/release/circuit-bench" "${TRIPS:-100}") \
+    || die "circuit bench failed: $out"
+  mkdir -p "$ROOT/bench/results"
+  printf '{"date": "%s", "git_commit": "%s", "cpu_count": %s, "result": %s}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$out" \
+    >"$ROOT/bench/results/$stamp-circuit.json"
+  echo "circuit: $out"
+  echo "results: bench/results/$stamp-circuit.json"
+}
 REST=()
 for s in "$@"; do
-  if [ "$s" = registry ]; then run_registry; else REST+=("$s"); fi
+  case $s in
+    registry) run_registry ;;
+    circuit) run_circuit ;;
+    *) REST+=("$s") ;;
+  esac
 done
 if [ $# -gt 0 ] && [ ${#REST[@]} -eq 0 ]; then exit 0; fi
 set -- "${REST[@]}"
