@@ -185,3 +185,26 @@ async fn demo_answers_its_own_printed_curl_line() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn every_shipped_config_passes_check_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.push(root.join("deploy/gateway.toml"));
+    assert!(files.len() >= 3);
+    for f in files {
+        let out = Command::new(gateway_bin())
+            .arg("check-config")
+            .arg(&f)
+            .env("GATEWAY_ADMIN_TOKEN", "t")
+            .env("JWT_SECRET", "s")
+            .env("GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
