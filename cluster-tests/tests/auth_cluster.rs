@@ -44,7 +44,10 @@ async fn a_token_revoked_on_one_node_is_refused_on_every_node_and_after_restarts
         assert!(refused.is_some(), "token {i} still accepted on node C");
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
         if i % 50 == 0 {
-            assert_eq!(status(&nodes[1], &t).await, 401, "token {i} still accepted on node B");
+            // B receives the same event as C, but not necessarily before C applied it.
+            let on_b =
+                eventually(Duration::from_secs(3), async || (status(&nodes[1], &t).await == 401).then_some(())).await;
+            assert!(on_b.is_some(), "token {i} still accepted on node B");
         }
     }
     samples.sort_by(f64::total_cmp);

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod events;
 pub mod guard;
 pub mod keys;
+mod local;
 pub mod scripts;
 mod sentinel;
 
@@ -368,12 +369,35 @@ impl Store {
         });
     }
 
-    /// The shared connection, unless the Redis guard is open (then fail at once).
+    /// The connection for a command, unless the Redis guard is open (then fail at once):
+    /// this thread's own connection to a single server when it is ready (see `local`),
+    /// else the shared one.
     fn connection(&self) -> Result<Conn, StoreError> {
         if !self.guard.admit(crate::now_unix_ms()) {
             return Err(StoreError::Unavailable);
         }
-        self.conn.load().as_deref().cloned().ok_or(StoreError::Unavailable)
+        let shared = self.conn.load().as_deref().cloned().ok_or(StoreError::Unavailable)?;
+        if let Target::Standalone(client) = &*self.target {
+            let id = Arc::as_ptr(&self.target) as usize;
+            let generation = *self.moved.borrow();
+            if let Some(c) = local::get(id, generation) {
+                return Ok(Conn::Single(c));
+            }
+            if tokio::runtime::Handle::try_current().is_ok() && local::begin(id, generation) {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.cfg.connect_timeout))
+                    .set_response_timeout(Some(self.cfg.command_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let (client, bound) = (client.clone(), self.cfg.connect_timeout * 4);
+                // On a current-thread runtime (every actix arbiter) this runs on this thread.
+                tokio::spawn(async move {
+                    let conn = tokio::time::timeout(bound, ConnectionManager::new_with_config(client, config)).await;
+                    local::put(id, generation, conn.ok().and_then(Result::ok));
+                });
+            }
+        }
+        Ok(shared)
     }
 
     /// Whether the Redis guard is open (Redis calls fail fast).
