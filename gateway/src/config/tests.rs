@@ -176,3 +176,32 @@ fn secrets_come_from_env_or_file_and_never_print() {
     assert!(e.message.contains("GW_TEST_SURELY_UNSET_VAR"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn analytics_and_telemetry_sections_default_and_name_bad_fields() {
+    let c = parse("").expect("valid");
+    assert!(c.analytics.enabled);
+    assert_eq!(c.analytics.stream_max_len, 100_000);
+    assert_eq!(c.analytics.batch, 256);
+    assert!(c.telemetry.otlp_endpoint.is_none());
+
+    let c = parse(
+        "[analytics]\nenabled = false\nretention = \"1h\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+    )
+    .expect("valid");
+    assert!(!c.analytics.enabled);
+    assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+
+    for (text, field) in [
+        ("[analytics]\nbatch = 0\n", "analytics.batch"),
+        ("[analytics]\nretention = \"10s\"\n", "analytics.retention"),
+        ("[analytics]\nflush_interval = \"30s\"\n", "analytics.flush_interval"),
+        ("[analytics]\nstream_max_len = 0\n", "analytics.stream_max_len"),
+        ("[analytics]\nbatchsize = 3\n", "analytics.batchsize"),
+        ("[telemetry]\notlp_endpoint = \"grpc://x\"\n", "telemetry.otlp_endpoint"),
+    ] {
+        let e = parse(text).expect_err(text);
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.line.is_some(), "{text}: {e}");
+    }
+}

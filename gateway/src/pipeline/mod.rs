@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use actors::analytics::{Analytics, LimiterResult};
 use actors::auth::{AuthError, AuthView, Identity, UNKNOWN_KID};
 use actors::registry::{Route, RoutesView};
 use actors::spec::{AuthMode, HashKey};
@@ -63,6 +64,8 @@ pub struct Pipeline {
     pub cache: Option<cache::CacheLayer>,
     /// The job queue of services with `[services.queue]`.
     pub queues: Option<actors::queue::Queues>,
+    /// Usage analytics (a no-op handle when disabled).
+    pub analytics: Analytics,
 }
 
 impl Pipeline {
@@ -94,6 +97,7 @@ impl Pipeline {
             breakers: None,
             cache: None,
             queues: None,
+            analytics: Analytics::default(),
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Trace {
     pub cached: bool,
     /// What the cache step did.
     pub cache: Option<cache::CacheStatus>,
+    /// What the rate limiter said.
+    pub limiter: LimiterResult,
 }
 
 /// actix-web handler for every proxied path.
@@ -172,8 +178,15 @@ async fn run(
     let addr = forwarded::client_addr(req, &cx.trusted_proxies);
     if let Some(rl) = &cx.rate_limits {
         match ratelimit::check(rl, req, &route, identity.as_ref(), &addr).await {
-            Ok(quota) => trace.quota = quota,
+            Ok(quota) => {
+                trace.limiter = if quota.is_some() { LimiterResult::Allowed } else { LimiterResult::Unlimited };
+                trace.quota = quota;
+            }
             Err((error, quota)) => {
+                trace.limiter = match error {
+                    GatewayError::RateLimited { .. } => LimiterResult::Limited,
+                    _ => LimiterResult::Unavailable,
+                };
                 trace.quota = Some(quota);
                 return Err(error);
             }
