@@ -181,6 +181,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     pipeline.queues = Some(queues.clone());
     let analytics = start_analytics(&config, &node, store.as_ref(), &status);
     pipeline.analytics = analytics.clone();
+    pipeline.otlp = config
+        .telemetry
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| crate::otlp::Exporter::start(endpoint, &config.telemetry.service_name, &node_id));
     let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);

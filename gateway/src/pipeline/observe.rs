@@ -85,7 +85,7 @@ pub fn record(
     cx: &Pipeline,
     req: &HttpRequest,
     request_id: &HeaderValue,
-    trace: &Trace,
+    trace: &mut Trace,
     status: StatusCode,
     started: Instant,
 ) {
@@ -117,6 +117,26 @@ pub fn record(
             upstream_us: trace.upstream.upstream_time.map(|d| d.as_micros() as u64),
             cache: cache.map(|c| c.as_str()),
             limiter: trace.limiter,
+        });
+    }
+    if let (Some(exporter), Some(spans)) = (&cx.otlp, trace.spans.take()) {
+        let upstream = trace
+            .upstream
+            .sent_at
+            .zip(trace.upstream.upstream_time)
+            .map(|(at, took)| (at.saturating_duration_since(spans.started), took));
+        exporter.offer(crate::otlp::exporter::Finished {
+            spans,
+            duration: elapsed,
+            upstream,
+            method,
+            path: req.path().to_string(),
+            status: status.as_u16(),
+            service: service.clone(),
+            consumer: trace.consumer.clone(),
+            request_id: request_id.to_str().unwrap_or_default().to_string(),
+            cache: cache.map(|c| c.as_str()),
+            limiter: trace.limiter.as_str(),
         });
     }
     if cx.access_log {
