@@ -4,6 +4,7 @@
 //! messages). Read-mostly state is published as a lock-free snapshot (`snapshot::View`);
 //! this crate has no actix-web types.
 
+pub mod analytics;
 pub mod auth;
 pub mod balancer;
 pub mod cache;

@@ -15,3 +15,6 @@ pub const M_QUEUE_DEPTH: &str = "gateway_queue_depth";
 /// Job events by service and outcome (`enqueued`, `duplicate`, `rejected`, `started`,
 /// `succeeded`, `failed`, `retried`, `requeued`, `dead`, `revived`, `late`).
 pub const M_QUEUE_JOBS: &str = "gateway_queue_jobs_total";
+/// Analytics records lost (label `reason`: `mailbox` full, `redis` flush failed or
+/// backlog over its cap).
+pub const M_ANALYTICS_DROPPED: &str = "gateway_analytics_dropped_total";

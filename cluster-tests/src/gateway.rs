@@ -147,7 +147,9 @@ impl GatewayBuilder {
     }
 
     fn spawn_once(&self) -> GatewayProcess {
-        let (port, admin_port) = (free_port(), free_port());
+        let port = free_port();
+        // The OS may hand out the same ephemeral port twice in a row.
+        let admin_port = std::iter::repeat_with(free_port).find(|p| *p != port).unwrap_or(port + 1);
         let dir = std::env::temp_dir().join(format!("gw-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let cfg = dir.join("gateway.toml");

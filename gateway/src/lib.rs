@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod jwks;
 pub mod names;
+pub mod otlp;
 pub mod pipeline;
 pub mod proxy;
 pub mod queue;

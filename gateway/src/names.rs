@@ -27,6 +27,9 @@ pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// Non-standard hop-by-hop header some clients send.
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// W3C trace context (continued from the client, sent upstream with our span as parent).
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// Cache outcome on every response of a caching service.
 pub static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 

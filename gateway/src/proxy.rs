@@ -100,6 +100,8 @@ pub struct Forward<'a> {
     /// Set by the cache: the client's conditional headers are replaced by these
     /// validators (revalidation) or dropped (`None` inside), so a storable answer comes back.
     pub conditional: Option<&'a Conditional>,
+    /// W3C `traceparent` to send instead of the client's (set when traces are exported).
+    pub traceparent: Option<&'a HeaderValue>,
 }
 
 /// The cache's own validators for a conditional request upstream.
@@ -120,6 +122,8 @@ pub struct Outcome {
     pub upstream_time: Option<Duration>,
     /// Attempts made.
     pub attempts: u32,
+    /// When the last attempt was sent (for the upstream span).
+    pub sent_at: Option<Instant>,
 }
 
 enum Body {
@@ -194,6 +198,7 @@ pub async fn forward(
             Body::Stream(s, None) => creq.send_body(BodyStream::new(s)).await,
         };
         outcome.upstream_time = Some(sent_at.elapsed());
+        outcome.sent_at = Some(sent_at);
         match result {
             Ok(res) => {
                 if let Some((b, spec)) = breaker {
@@ -370,6 +375,7 @@ fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
             || name == names::X_REQUEST_ID
             || (name == names::FORWARDED && !fw.addr.peer_trusted)
             || (fw.conditional.is_some() && (name == header::IF_NONE_MATCH || name == header::IF_MODIFIED_SINCE))
+            || (fw.traceparent.is_some() && name == names::TRACEPARENT)
             || listed.contains(name);
         if !drop {
             out.append(name.clone(), value.clone());
@@ -400,6 +406,9 @@ fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
         }
     }
     out.insert(names::X_REQUEST_ID.clone(), fw.request_id.clone());
+    if let Some(tp) = fw.traceparent {
+        out.insert(names::TRACEPARENT.clone(), tp.clone());
+    }
     append_via(&mut out, src.get(header::VIA), fw.via);
     out
 }

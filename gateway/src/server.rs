@@ -8,6 +8,7 @@ use actix::Actor;
 use actix_web::http::KeepAlive;
 use actix_web::http::header::HeaderName;
 use actix_web::{App, HttpServer, web};
+use actors::analytics::{Analytics, AnalyticsActor, AnalyticsSettings, AnalyticsStore, Backend as AnalyticsBackend};
 use actors::auth::{AuthGuard, AuthStore, AuthView, JwtVerifier};
 use actors::cache::{Cache, CacheManager, CacheSettings, CacheStore};
 use actors::circuit::{Breakers, CircuitBreaker, CircuitStore};
@@ -169,6 +170,13 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     });
     let queues = Queues::new(store.as_ref().map(|s| s.for_actor("queue")), routes.clone(), status.clone());
     pipeline.queues = Some(queues.clone());
+    let analytics = start_analytics(&config, &node, store.as_ref(), &status);
+    pipeline.analytics = analytics.clone();
+    pipeline.otlp = config
+        .telemetry
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| crate::otlp::Exporter::start(endpoint, &config.telemetry.service_name, &node_id));
     let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
@@ -229,6 +237,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         cache: cache_manager,
         routes: pipeline.routes.clone(),
         queues,
+        analytics,
     });
     let admin = {
         let health = health.clone();
@@ -266,6 +275,30 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     b?;
     tracing::info!(node = %node_id, "gateway node stopped");
     Ok(())
+}
+
+/// Starts the analytics actor (Redis-backed when Redis is configured); a no-op handle
+/// when `[analytics] enabled = false`.
+fn start_analytics(config: &Config, node: &Arc<str>, store: Option<&Store>, status: &NodeStatus) -> Analytics {
+    let a = &config.analytics;
+    if !a.enabled {
+        return Analytics::default();
+    }
+    let settings = AnalyticsSettings {
+        stream_max_len: a.stream_max_len,
+        retention: a.retention.get(),
+        batch: a.batch,
+        flush_interval: a.flush_interval.get(),
+    };
+    let backend = match store {
+        Some(s) => AnalyticsBackend::Redis(Box::new(AnalyticsStore::new(
+            s.for_actor("analytics"),
+            settings.stream_max_len,
+            settings.retention,
+        ))),
+        None => AnalyticsBackend::Memory,
+    };
+    Analytics::start(Some(AnalyticsActor::new(Arc::clone(node), settings, backend, status.clone())))
 }
 
 async fn wait_for_signal() {

@@ -206,9 +206,10 @@ fn a_verified_token_is_remembered_but_still_expires_and_a_new_key_set_forgets_it
     let tampered = format!("{}x", &t[..t.len() - 1]);
     assert!(v.verify(&tampered).is_err());
     // Expiry is checked on every use, remembered or not (leeway 5 s).
-    let short = sign(Algorithm::HS256, Some("k1"), &key, &json!({"sub": "bob", "exp": now() + 1}));
+    // Expired 3 s ago: still inside the leeway now, outside it 3.5 s later (whole seconds).
+    let short = sign(Algorithm::HS256, Some("k1"), &key, &json!({"sub": "bob", "exp": now() - 3}));
     assert!(v.verify(&short).is_ok());
-    std::thread::sleep(std::time::Duration::from_millis(6_500));
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
     assert_eq!(v.verify(&short), Err(AuthError::TokenExpired));
     // New JWKS keys: nothing remembered from before carries over.
     let fresh = v.with_jwks(Vec::new());

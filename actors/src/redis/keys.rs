@@ -189,6 +189,17 @@ impl Keys {
         format!("{}idem:{digest}", self.queue_base(service))
     }
 
+    /// Capped stream of request records (`XADD ... MAXLEN ~ stream_max_len`).
+    pub fn analytics_stream(&self) -> String {
+        format!("{}{{an}}:stream", self.prefix)
+    }
+
+    /// Per-minute aggregate hash (`minute` = unix seconds / 60); each minute has its own
+    /// hash tag, reads fetch a range of minutes with one pipeline.
+    pub fn analytics_minute(&self, minute: u64) -> String {
+        format!("{}{{an:{minute}}}", self.prefix)
+    }
+
     /// Cluster membership: sorted set of node ids scored by last heartbeat (ms).
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)

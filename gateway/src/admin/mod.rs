@@ -1,10 +1,12 @@
-//! The admin listener: `/health`, `/ready`, `/metrics` without a token; everything under
-//! `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
+//! The admin listener: `/health`, `/ready`, `/metrics` and the static `/admin/dashboard`
+//! page without a token; everything else under `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
+mod analytics;
 mod cache;
 mod circuits;
 mod consumers;
+mod dashboard;
 mod error;
 mod events;
 mod instances;
@@ -72,12 +74,16 @@ pub struct AdminState {
     pub jwt_configured: bool,
     /// The job queues (counts, dead letters, retry).
     pub queues: actors::queue::Queues,
+    /// Usage analytics (reports).
+    pub analytics: actors::analytics::Analytics,
 }
 
 /// Mounts every admin route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
         .route("/metrics", web::get().to(metrics))
+        // A static page without secrets: it asks the operator for the token itself.
+        .route("/admin/dashboard", web::get().to(dashboard::page))
         .service(
             web::scope("/admin")
                 .wrap(from_fn(require_token))
@@ -91,6 +97,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(circuits::routes)
                 .configure(cache::routes)
                 .configure(queues::routes)
+                .configure(analytics::routes)
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));

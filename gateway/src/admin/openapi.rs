@@ -146,6 +146,16 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                             {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}}],
                         "responses": with(json!({"200": {"description": "Event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), errors(&["401", "503"]))}
             },
+            "/admin/analytics": {
+                "get": {"summary": "Cluster-wide usage report from per-minute aggregates",
+                        "parameters": [
+                            {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: one hour before `to`"},
+                            {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now"},
+                            {"name": "service", "in": "query", "schema": {"type": "string"}}],
+                        "responses": with(json!({"200": ok("Report", json!({"$ref": "#/components/schemas/Analytics"}))}), errors(&["400", "401", "404", "503"]))}
+            },
+            "/admin/dashboard": {"get": {"summary": "Self-contained HTML dashboard (no token: the page asks for it)", "security": [],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/admin/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}},
             "/health": {"get": {"summary": "Liveness, Redis status, degraded actors (no token)", "security": [], "responses": {"200": ok("Health", json!({"$ref": "#/components/schemas/Health"}))}}},
             "/ready": {"get": {"summary": "Readiness (no token)", "security": [], "responses": {"200": ok("Ready", json!({"$ref": "#/components/schemas/Health"})), "503": ok("Not ready", json!({"$ref": "#/components/schemas/Health"}))}}},
@@ -163,6 +173,19 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                     "position": {"type": "integer", "description": "only when queued; 1 = next"}, "attempts": {"type": "integer", "description": "runs started"},
                     "result": {"type": "object", "description": "only when done", "properties": {"status": {"type": "integer"}, "headers": {"type": "object"},
                         "body": {"type": "string"}, "body_encoding": {"enum": ["utf8", "base64"]}}}}},
+                "Analytics": {"type": "object", "required": ["from", "to", "totals", "by_service", "top_endpoints", "top_consumers", "per_minute"], "properties": {
+                    "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+                    "totals": {"type": "object", "properties": {"requests": {"type": "integer"}, "errors": {"type": "integer", "description": "status >= 500"},
+                        "rate_limited": {"type": "integer"}, "cache_hits": {"type": "integer"}}},
+                    "by_service": {"type": "object", "additionalProperties": {"type": "object", "properties": {"requests": {"type": "integer"},
+                        "status": {"type": "object", "properties": {"2xx": {"type": "integer"}, "3xx": {"type": "integer"}, "4xx": {"type": "integer"}, "5xx": {"type": "integer"}}},
+                        "p50_ms": {"type": "number"}, "p95_ms": {"type": "number"}, "p99_ms": {"type": "number"}}}},
+                    "top_endpoints": {"type": "array", "items": {"type": "object", "properties": {"service": {"type": "string"}, "method": {"type": "string"},
+                        "path": {"type": "string"}, "requests": {"type": "integer"}}}},
+                    "top_consumers": {"type": "array", "items": {"type": "object", "properties": {"consumer": {"type": "string"}, "requests": {"type": "integer"}}}},
+                    "per_minute": {"type": "array", "items": {"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}, "requests": {"type": "integer"},
+                        "errors": {"type": "integer"}, "rate_limited": {"type": "integer"}, "p99_ms": {"type": "number"}}}},
+                    "latency": {"type": "object"}, "peak_minute": {"type": ["object", "null"]}, "source": {"enum": ["cluster", "memory", "local"]}}},
                 "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "degraded"]}, "node": {"type": "string"},
                     "redis": {"enum": ["up", "down", "memory"]}, "degraded": {"type": "array", "items": {"type": "string"}}}},
                 "Consumer": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {

@@ -65,6 +65,12 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Usage analytics (`/admin/analytics`, the dashboard).
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
+    /// Trace export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Services upserted into the registry at start.
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
@@ -445,6 +451,74 @@ fn yes() -> bool {
     true
 }
 
+/// `[analytics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Collect per-request records and per-minute aggregates.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Approximate length cap of the Redis stream of records (`XADD MAXLEN ~`).
+    #[serde(default = "default_stream_max_len")]
+    pub stream_max_len: u64,
+    /// How long per-minute aggregates are kept (memory mode: at most 24h).
+    #[serde(default = "default_retention")]
+    pub retention: HumanDuration,
+    /// Records per Redis flush (a full batch flushes before `flush_interval`).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Longest time between flushes.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: HumanDuration,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            stream_max_len: default_stream_max_len(),
+            retention: default_retention(),
+            batch: default_batch(),
+            flush_interval: default_flush_interval(),
+        }
+    }
+}
+
+fn default_stream_max_len() -> u64 {
+    100_000
+}
+fn default_retention() -> HumanDuration {
+    HumanDuration::secs(7 * 24 * 3600)
+}
+fn default_batch() -> usize {
+    256
+}
+fn default_flush_interval() -> HumanDuration {
+    HumanDuration::secs(1)
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL (`http://host:4318`); spans go to `<url>/v1/traces`.
+    /// Absent = no trace export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` resource attribute of exported spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: default_service_name() }
+    }
+}
+
+fn default_service_name() -> String {
+    "gateway".into()
+}
+
 impl Config {
     /// Reads, overrides from the process environment, and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -536,6 +610,8 @@ impl Config {
         if let Some(jwt) = &self.auth.jwt {
             validate_jwt(jwt)?;
         }
+        validate_analytics(&self.analytics)?;
+        validate_telemetry(&self.telemetry)?;
         let services = std::mem::take(&mut self.services);
         let mut seen = std::collections::HashSet::new();
         for (i, s) in services.into_iter().enumerate() {
@@ -652,6 +728,41 @@ impl RedisConfig {
             key_prefix: self.key_prefix.clone(),
         }
     }
+}
+
+fn validate_analytics(a: &AnalyticsConfig) -> Result<(), FieldError> {
+    if !(1..=100_000_000).contains(&a.stream_max_len) {
+        return Err(FieldError::new("analytics.stream_max_len", "must be between 1 and 100000000"));
+    }
+    if a.retention.get() < std::time::Duration::from_secs(60) {
+        return Err(FieldError::new("analytics.retention", "must be at least 1m (aggregates are per minute)"));
+    }
+    if !(1..=10_000).contains(&a.batch) {
+        return Err(FieldError::new("analytics.batch", "must be between 1 and 10000"));
+    }
+    let flush = a.flush_interval.get();
+    if flush < std::time::Duration::from_millis(10) || flush > std::time::Duration::from_secs(5) {
+        return Err(FieldError::new(
+            "analytics.flush_interval",
+            "must be between 10ms and 5s (aggregates must include a request within 10 s)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_telemetry(t: &TelemetryConfig) -> Result<(), FieldError> {
+    if let Some(u) = &t.otlp_endpoint
+        && !u.starts_with("http://")
+    {
+        return Err(FieldError::new(
+            "telemetry.otlp_endpoint",
+            "must be an http:// URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318)",
+        ));
+    }
+    if t.service_name.is_empty() {
+        return Err(FieldError::new("telemetry.service_name", "must not be empty"));
+    }
+    Ok(())
 }
 
 const JWT_ALGORITHMS: [&str; 12] =

@@ -200,3 +200,32 @@ fn redis_deployments_parse_into_store_settings_and_bad_ones_name_the_field() {
     let e = parse("[redis]\nmode = \"sentinel\"\nsentinels = [\"http://s:1\"]\n").expect_err("not redis");
     assert_eq!(e.field, "redis.sentinels[0]");
 }
+
+#[test]
+fn analytics_and_telemetry_sections_default_and_name_bad_fields() {
+    let c = parse("").expect("valid");
+    assert!(c.analytics.enabled);
+    assert_eq!(c.analytics.stream_max_len, 100_000);
+    assert_eq!(c.analytics.batch, 256);
+    assert!(c.telemetry.otlp_endpoint.is_none());
+
+    let c = parse(
+        "[analytics]\nenabled = false\nretention = \"1h\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+    )
+    .expect("valid");
+    assert!(!c.analytics.enabled);
+    assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+
+    for (text, field) in [
+        ("[analytics]\nbatch = 0\n", "analytics.batch"),
+        ("[analytics]\nretention = \"10s\"\n", "analytics.retention"),
+        ("[analytics]\nflush_interval = \"30s\"\n", "analytics.flush_interval"),
+        ("[analytics]\nstream_max_len = 0\n", "analytics.stream_max_len"),
+        ("[analytics]\nbatchsize = 3\n", "analytics.batchsize"),
+        ("[telemetry]\notlp_endpoint = \"grpc://x\"\n", "telemetry.otlp_endpoint"),
+    ] {
+        let e = parse(text).expect_err(text);
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.line.is_some(), "{text}: {e}");
+    }
+}

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use actors::analytics::{Analytics, LimiterResult};
 use actors::auth::{AuthError, AuthView, Identity, UNKNOWN_KID};
 use actors::registry::{Route, RoutesView};
 use actors::spec::{AuthMode, HashKey};
@@ -26,6 +27,7 @@ use ipnet::IpNet;
 
 use crate::error::{GatewayError, Rejected};
 use crate::names;
+use crate::otlp::{RequestSpans, Step};
 use crate::proxy::{self, Forward, Outcome};
 use forwarded::ClientAddr;
 use limits::Limits;
@@ -63,6 +65,10 @@ pub struct Pipeline {
     pub cache: Option<cache::CacheLayer>,
     /// The job queue of services with `[services.queue]`.
     pub queues: Option<actors::queue::Queues>,
+    /// Usage analytics (a no-op handle when disabled).
+    pub analytics: Analytics,
+    /// OTLP trace export, when `[telemetry] otlp_endpoint` is set.
+    pub otlp: Option<crate::otlp::Exporter>,
 }
 
 impl Pipeline {
@@ -94,6 +100,8 @@ impl Pipeline {
             breakers: None,
             cache: None,
             queues: None,
+            analytics: Analytics::default(),
+            otlp: None,
         }
     }
 }
@@ -113,6 +121,19 @@ pub struct Trace {
     pub cached: bool,
     /// What the cache step did.
     pub cache: Option<cache::CacheStatus>,
+    /// What the rate limiter said.
+    pub limiter: LimiterResult,
+    /// Span timings, when traces are exported.
+    pub spans: Option<Box<RequestSpans>>,
+}
+
+impl Trace {
+    /// Records a child span for `step` from `from` until now (no-op without tracing).
+    fn step(&mut self, step: Step, from: Instant) {
+        if let Some(s) = &mut self.spans {
+            s.step(step, from);
+        }
+    }
 }
 
 /// actix-web handler for every proxied path.
@@ -125,6 +146,9 @@ pub async fn entry(
     let started = Instant::now();
     let request_id = request_id::of(&req);
     let mut trace = Trace::default();
+    if cx.otlp.is_some() {
+        trace.spans = Some(Box::new(RequestSpans::start(req.headers().get(&names::TRACEPARENT), started)));
+    }
     let mut response = match run(&req, payload, &cx, &client, &request_id, started, &mut trace).await {
         Ok(res) => res,
         Err(error) => Rejected { request_id: request_id.clone(), error }.to_response(),
@@ -141,7 +165,7 @@ pub async fn entry(
         let status = trace.cache.unwrap_or(cache::CacheStatus::Bypass);
         headers.insert(names::X_CACHE_STATUS.clone(), HeaderValue::from_static(status.as_str()));
     }
-    observe::record(&cx, &req, &request_id, &trace, response.status(), started);
+    observe::record(&cx, &req, &request_id, &mut trace, response.status(), started);
     response
 }
 
@@ -159,21 +183,36 @@ async fn run(
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
     trace.cached = route.spec.cache.is_some() && cx.cache.is_some();
+    let auth_started = Instant::now();
     let identity = match (authenticate(req, &route, cx), &cx.jwks) {
         // A kid nobody knows yet: the identity provider may have rotated its keys. Refetch
         // the JWKS (at most once per few seconds; concurrent callers share it) and retry.
         (Err(GatewayError::Unauthorized(AuthError::InvalidToken(UNKNOWN_KID))), Some(jwks)) => {
             let _ = jwks.send(crate::jwks::RefreshJwks::UnknownKid).timeout(JWKS_WAIT).await;
-            authenticate(req, &route, cx)?
+            authenticate(req, &route, cx)
         }
-        (result, _) => result?,
+        (result, _) => result,
     };
+    trace.step(Step::Auth, auth_started);
+    let identity = identity?;
     trace.consumer = identity.as_ref().map(|i| i.consumer.clone());
     let addr = forwarded::client_addr(req, &cx.trusted_proxies);
     if let Some(rl) = &cx.rate_limits {
-        match ratelimit::check(rl, req, &route, identity.as_ref(), &addr).await {
-            Ok(quota) => trace.quota = quota,
+        let limit_started = Instant::now();
+        let decision = ratelimit::check(rl, req, &route, identity.as_ref(), &addr).await;
+        if !route.spec.rate_limit.0.is_empty() {
+            trace.step(Step::Limiter, limit_started);
+        }
+        match decision {
+            Ok(quota) => {
+                trace.limiter = if quota.is_some() { LimiterResult::Allowed } else { LimiterResult::Unlimited };
+                trace.quota = quota;
+            }
             Err((error, quota)) => {
+                trace.limiter = match error {
+                    GatewayError::RateLimited { .. } => LimiterResult::Limited,
+                    _ => LimiterResult::Unavailable,
+                };
                 trace.quota = Some(quota);
                 return Err(error);
             }
@@ -182,6 +221,7 @@ async fn run(
     let body = limits::body_kind(req, &cx.limits)?;
     let hash_key = hash_key(req, &route, &addr, identity.as_ref());
     let upstream_path = route.upstream_path(&path);
+    let traceparent = trace.spans.as_ref().map(|s| s.upstream_header.clone());
     let forward = Forward {
         req,
         route: &route,
@@ -195,6 +235,7 @@ async fn run(
         identity: identity.as_ref(),
         breakers: cx.breakers.as_ref(),
         conditional: None,
+        traceparent: traceparent.as_ref(),
     };
     if let (Some(spec), Some(queues)) = (crate::queue::matching(&route, req, &path), &cx.queues) {
         return crate::queue::enqueue(&forward, spec, queues, payload, body).await;
@@ -212,7 +253,10 @@ async fn run(
             hash_key: hash_key.clone(),
             identity: identity.clone(),
         };
-        return cache::serve(layer, step, client, &mut trace.upstream, &mut trace.cache, refresh).await;
+        let cache_started = Instant::now();
+        let served = cache::serve(layer, step, client, &mut trace.upstream, &mut trace.cache, refresh).await;
+        trace.step(Step::Cache, cache_started);
+        return served;
     }
     proxy::forward(forward, Some(payload), body, client, &mut trace.upstream).await
 }

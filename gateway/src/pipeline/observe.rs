@@ -1,4 +1,5 @@
-//! Recording a finished request: Prometheus metrics and the structured access log.
+//! Recording a finished request: Prometheus metrics, the structured access log, and the
+//! analytics record (one small struct offered to the analytics actor without waiting).
 
 use std::time::Instant;
 
@@ -84,7 +85,7 @@ pub fn record(
     cx: &Pipeline,
     req: &HttpRequest,
     request_id: &HeaderValue,
-    trace: &Trace,
+    trace: &mut Trace,
     status: StatusCode,
     started: Instant,
 ) {
@@ -103,6 +104,41 @@ pub fn record(
         metrics::counter!(names::M_CACHE_REQUESTS, "service" => metrics::SharedString::from(std::sync::Arc::clone(s)), "result" => c.label())
             .increment(1);
     }
+    if cx.analytics.enabled() {
+        let elapsed_ms = elapsed.as_millis() as u64;
+        cx.analytics.record(actors::analytics::Record {
+            at_ms: actors::now_unix_ms().saturating_sub(elapsed_ms),
+            service: service.clone(),
+            method,
+            path: req.path().to_string(),
+            status: status.as_u16(),
+            consumer: trace.consumer.clone(),
+            latency_us: elapsed.as_micros() as u64,
+            upstream_us: trace.upstream.upstream_time.map(|d| d.as_micros() as u64),
+            cache: cache.map(|c| c.as_str()),
+            limiter: trace.limiter,
+        });
+    }
+    if let (Some(exporter), Some(spans)) = (&cx.otlp, trace.spans.take()) {
+        let upstream = trace
+            .upstream
+            .sent_at
+            .zip(trace.upstream.upstream_time)
+            .map(|(at, took)| (at.saturating_duration_since(spans.started), took));
+        exporter.offer(crate::otlp::exporter::Finished {
+            spans,
+            duration: elapsed,
+            upstream,
+            method,
+            path: req.path().to_string(),
+            status: status.as_u16(),
+            service: service.clone(),
+            consumer: trace.consumer.clone(),
+            request_id: request_id.to_str().unwrap_or_default().to_string(),
+            cache: cache.map(|c| c.as_str()),
+            limiter: trace.limiter.as_str(),
+        });
+    }
     if cx.access_log {
         tracing::info!(
             target: "access",
@@ -118,6 +154,7 @@ pub fn record(
             upstream_ms = trace.upstream.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
             attempts = trace.upstream.attempts,
             cache = cache.map(|c| c.as_str()),
+            limiter = trace.limiter.as_str(),
             client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
             "request"
         );

@@ -413,6 +413,7 @@ fn spawn_refresh(layer: &CacheLayer, r: Refresh, keys: Keys, stale: Arc<CachedRe
             identity: r.identity.as_ref(),
             breakers: r.cx.breakers.as_ref(),
             conditional: None,
+            traceparent: None,
         };
         let mut outcome = Outcome::default();
         let mut status = None;
