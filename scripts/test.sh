@@ -46,3 +46,5 @@ echo "==> cargo build -p gateway (the binary the black-box tests run)"
 cargo build -p gateway
 echo "==> cargo test --workspace"
 cargo test --workspace
+echo "==> scripts/test-deploy.sh (compose file, cluster-up -> JWT request via HAProxy -> cluster-down)"
+bash scripts/test-deploy.sh
