@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, and every test (unit tests plus the
 # black-box tests that start real gateway processes, mock upstreams and redis-server).
-# Installs redis-server through apt-get when it is missing.
+# Installs what the tests run (redis-server, openssl, haproxy, curl, python3) through
+# apt-get when it is missing; scripts/test-deploy.sh installs the compose tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Tests start their own redis-server, and generate keys and certificates with openssl.
+# Tests start their own redis-server and haproxy, and generate keys and certificates with
+# openssl; the deployment smoke test (scripts/test-deploy.sh) needs curl and python3.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+have redis-server || missing+=(redis-server)
+have openssl || missing+=(openssl)
+have haproxy || missing+=(haproxy)
+have curl || missing+=(curl)
+have python3 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Keep Debian's maintainer scripts from starting system-wide redis / haproxy services
+  # (a redis on 6379 may be someone else's): policy-rc.d says "no" during the install.
+  policy=/usr/sbin/policy-rc.d added=0
+  if [ ! -e $policy ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy"
+    added=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
+  [ $added = 0 ] || as_root rm -f $policy
+  [ $rc = 0 ] || { echo "!!! apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
@@ -30,3 +46,5 @@ echo "==> cargo build -p gateway (the binary the black-box tests run)"
 cargo build -p gateway
 echo "==> cargo test --workspace"
 cargo test --workspace
+echo "==> scripts/test-deploy.sh (compose file, cluster-up -> JWT request via HAProxy -> cluster-down)"
+bash scripts/test-deploy.sh
