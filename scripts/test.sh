@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, and every test (unit tests plus the
 # black-box tests that start real gateway processes, mock upstreams and redis-server).
-# Installs what the tests run (redis-server, openssl, haproxy, curl, python3) through
-# apt-get when it is missing; scripts/test-deploy.sh installs the compose tool.
+# Installs what the tests run (redis-server, openssl, haproxy, curl, python3, chromium,
+# nodejs) through apt-get when it is missing; scripts/test-deploy.sh installs the compose
+# tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,9 @@ have openssl || missing+=(openssl)
 have haproxy || missing+=(haproxy)
 have curl || missing+=(curl)
 have python3 || missing+=(python3)
+# The dashboard is checked in a real headless browser driven by node (bench/dashboard-screenshot.sh).
+have chromium || missing+=(chromium)
+have node || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq
@@ -48,3 +52,6 @@ echo "==> cargo test --workspace"
 cargo test --workspace
 echo "==> scripts/test-deploy.sh (compose file, cluster-up -> JWT request via HAProxy -> cluster-down)"
 bash scripts/test-deploy.sh
+echo "==> bench/dashboard-screenshot.sh (the dashboard in headless Chromium: token first, charts drawn, no console errors)"
+cargo build -q -p cluster-tests --bin mock-upstream
+bash bench/dashboard-screenshot.sh
