@@ -21,8 +21,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 
-IMPLEMENTED=(direct nginx_proxy passthrough jwt full cached three_nodes express_full queue_async queue_sync)
-DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full cached three_nodes express_full)
+IMPLEMENTED=(direct nginx_proxy passthrough jwt full full_no_analytics cached three_nodes express_full queue_async queue_sync)
+DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full full_no_analytics cached three_nodes express_full)
 
 # Planned scenarios and the feature each one waits for (none at the moment).
 declare -A PLANNED=()
@@ -114,6 +114,8 @@ want full && NEED_REDIS=1
 want cached && NEED_REDIS=1
 want three_nodes && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_CLUSTER=1; }
 want queue_async && { NEED_GATEWAY=1; NEED_REDIS=1; }
+NEED_QUIET=0
+want full_no_analytics && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_QUIET=1; }
 want queue_sync && { NEED_GATEWAY=1; NEED_REDIS=1; }
 want express_full && { NEED_REDIS=1; NEED_EXPRESS=1; }
 
@@ -383,6 +385,18 @@ EOF
   wait_http "http://127.0.0.1:$ADMIN_PORT/ready" gateway "$GATEWAY_PID"
 fi
 
+if [ $NEED_QUIET = 1 ]; then
+  # full_no_analytics: the same node with analytics off, to price the analytics pipeline.
+  pick_port QUIET_PORT 18088
+  pick_port QUIET_ADMIN 18089
+  { cat "$TMP/gateway.toml"; printf '\n[analytics]\nenabled = false\n'; } >"$TMP/gateway-quiet.toml"
+  log "starting gateway (analytics off) on 127.0.0.1:$QUIET_PORT (admin $QUIET_ADMIN)"
+  GATEWAY__NODE__ID=bench-quiet GATEWAY__NODE__LISTEN=127.0.0.1:$QUIET_PORT GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$QUIET_ADMIN \
+    "$GATEWAY_BIN" --config "$TMP/gateway-quiet.toml" >"$TMP/gateway-quiet.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$QUIET_ADMIN/ready" gateway-quiet "$!"
+fi
+
 if [ $NEED_CLUSTER = 1 ]; then
   # three_nodes: two more nodes on the same config and Redis, HAProxy round robin in front.
   NODE_PORTS=("$GATEWAY_PORT")
@@ -427,6 +441,7 @@ url_for() {
     jwt) echo "http://127.0.0.1:$GATEWAY_PORT/jwt/bench" ;;
     full) echo "http://127.0.0.1:$GATEWAY_PORT/secure/bench" ;;
     cached) echo "http://127.0.0.1:$GATEWAY_PORT/cached/bench" ;;
+    full_no_analytics) echo "http://127.0.0.1:$QUIET_PORT/secure/bench" ;;
     three_nodes) echo "http://127.0.0.1:$HAPROXY_PORT/secure/bench" ;;
     queue_async) echo "http://127.0.0.1:$GATEWAY_PORT/queue-async/bench" ;;
     queue_sync) echo "http://127.0.0.1:$GATEWAY_PORT/queue-sync/bench" ;;
@@ -463,7 +478,7 @@ FAILED=()
 for s in "${SCENARIOS[@]}"; do
   url=$(url_for "$s")
   HDR=()
-  case $s in jwt | full | cached | three_nodes | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
+  case $s in jwt | full | full_no_analytics | cached | three_nodes | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
   conns=$CONNECTIONS
   case $s in
     queue_async | queue_sync)

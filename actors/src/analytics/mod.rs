@@ -139,10 +139,8 @@ impl Actor for AnalyticsActor {
     }
 }
 
-impl Handler<Record> for AnalyticsActor {
-    type Result = ();
-
-    fn handle(&mut self, r: Record, ctx: &mut Context<Self>) {
+impl AnalyticsActor {
+    fn add(&mut self, r: Record, ctx: &mut Context<Self>) {
         model::add(&mut self.counters, &mut self.caps, &r);
         if let Backend::Redis(_) = self.backend {
             if self.stream.len() >= self.settings.batch * 8 {
@@ -155,6 +153,67 @@ impl Handler<Record> for AnalyticsActor {
                 self.flush(ctx);
             }
         }
+    }
+}
+
+impl Handler<Record> for AnalyticsActor {
+    type Result = ();
+
+    fn handle(&mut self, r: Record, ctx: &mut Context<Self>) {
+        self.add(r, ctx);
+    }
+}
+
+/// Records gathered on one worker thread (see `Analytics::record`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Batch(pub Vec<Record>);
+
+impl Handler<Batch> for AnalyticsActor {
+    type Result = ();
+
+    fn handle(&mut self, b: Batch, ctx: &mut Context<Self>) {
+        for r in b.0 {
+            self.add(r, ctx);
+        }
+    }
+}
+
+/// Records a worker thread gathers before handing them to the actor in one message: one
+/// cross-thread wake-up per batch instead of per request.
+const LOCAL_BATCH: usize = 128;
+/// A worker's partial batch is handed over at least this often.
+const LOCAL_FLUSH: Duration = Duration::from_millis(250);
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Local> = const { std::cell::RefCell::new(Local { batches: Vec::new(), timer: false }) };
+}
+
+struct Local {
+    /// Per actor: its address and the records waiting for it.
+    batches: Vec<(Addr<AnalyticsActor>, Vec<Record>)>,
+    timer: bool,
+}
+
+fn send_batch(addr: &Addr<AnalyticsActor>, records: Vec<Record>) {
+    let n = records.len() as u64;
+    if addr.try_send(Batch(records)).is_err() {
+        metrics::counter!(M_ANALYTICS_DROPPED, "reason" => "mailbox").increment(n);
+    }
+}
+
+/// Hands every partial batch of this thread over.
+fn flush_local() {
+    let pending: Vec<_> = LOCAL.with(|l| {
+        l.borrow_mut()
+            .batches
+            .iter_mut()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(a, v)| (a.clone(), std::mem::take(v)))
+            .collect()
+    });
+    for (addr, records) in pending {
+        send_batch(&addr, records);
     }
 }
 
@@ -208,12 +267,42 @@ impl Analytics {
         self.addr.is_some()
     }
 
-    /// Hands a record over without waiting; a full mailbox counts a drop.
+    /// Hands a record over without waiting: gathered per thread and sent in batches of
+    /// `LOCAL_BATCH` (at least every `LOCAL_FLUSH`); a full mailbox counts drops.
     pub fn record(&self, r: Record) {
-        if let Some(addr) = &self.addr
-            && addr.try_send(r).is_err()
-        {
-            metrics::counter!(M_ANALYTICS_DROPPED, "reason" => "mailbox").increment(1);
+        let Some(addr) = &self.addr else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Not on a runtime thread (no timer to flush a partial batch): send at once.
+            send_batch(addr, vec![r]);
+            return;
+        }
+        let (full, start_timer) = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            let slot = match l.batches.iter().position(|(a, _)| a == addr) {
+                Some(i) => i,
+                None => {
+                    l.batches.push((addr.clone(), Vec::with_capacity(LOCAL_BATCH)));
+                    l.batches.len() - 1
+                }
+            };
+            let batch = &mut l.batches[slot].1;
+            batch.push(r);
+            let full = (batch.len() >= LOCAL_BATCH).then(|| std::mem::replace(batch, Vec::with_capacity(LOCAL_BATCH)));
+            let start_timer = !l.timer;
+            l.timer = true;
+            (full, start_timer)
+        });
+        if let Some(records) = full {
+            send_batch(addr, records);
+        }
+        if start_timer {
+            // This thread's runtime (an actix arbiter) runs the timer; it ends with it.
+            tokio::task::spawn_local(async {
+                loop {
+                    tokio::time::sleep(LOCAL_FLUSH).await;
+                    flush_local();
+                }
+            });
         }
     }
 

@@ -20,6 +20,9 @@ pub struct AnalyticsStore {
     retention: Duration,
 }
 
+/// Column names of the stream entries' `records` lines (tab-separated, one per request).
+pub const STREAM_FIELDS: &str = "at_ms service method path status consumer latency_ms upstream_ms cache limiter";
+
 impl AnalyticsStore {
     /// Analytics over `store`; the stream keeps about `stream_max_len` entries and minute
     /// hashes expire after `retention`.
@@ -27,21 +30,36 @@ impl AnalyticsStore {
         Self { store, stream_max_len, retention }
     }
 
-    /// Writes one batch: stream entries and counter increments, in one pipeline.
+    /// Writes one batch: one stream entry and the counter increments, in one pipeline.
     pub async fn flush(&self, node: &str, records: &[Record], agg: &Aggregates) -> Result<(), StoreError> {
         let keys = self.store.keys();
         let mut pipe = redis::pipe();
         let stream = keys.analytics_stream();
-        for r in records {
+        if !records.is_empty() {
+            // One entry per flush: the batch's records as tab-separated lines, so the stream
+            // costs Redis one command per flush, not one per request.
+            let mut lines = String::with_capacity(records.len() * 96);
+            for r in records {
+                use std::fmt::Write;
+                let _ = writeln!(
+                    lines,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{:.3}\t{}\t{}\t{}",
+                    r.at_ms,
+                    r.service.as_deref().unwrap_or(super::model::NO_SERVICE),
+                    r.method,
+                    template_path(&r.path),
+                    r.status,
+                    r.consumer.as_deref().unwrap_or(""),
+                    r.latency_us as f64 / 1000.0,
+                    r.upstream_us.map(|u| format!("{:.3}", u as f64 / 1000.0)).unwrap_or_default(),
+                    r.cache.unwrap_or(""),
+                    r.limiter.as_str(),
+                );
+            }
             let mut cmd = redis::cmd("XADD");
             cmd.arg(&stream).arg("MAXLEN").arg("~").arg(self.stream_max_len).arg("*");
-            cmd.arg("at").arg(r.at_ms).arg("node").arg(node);
-            cmd.arg("service").arg(r.service.as_deref().unwrap_or(super::model::NO_SERVICE));
-            cmd.arg("method").arg(r.method).arg("path").arg(template_path(&r.path)).arg("status").arg(r.status);
-            cmd.arg("consumer").arg(r.consumer.as_deref().unwrap_or(""));
-            cmd.arg("latency_ms").arg(r.latency_us as f64 / 1000.0);
-            cmd.arg("upstream_ms").arg(r.upstream_us.map(|u| (u as f64 / 1000.0).to_string()).unwrap_or_default());
-            cmd.arg("cache").arg(r.cache.unwrap_or("")).arg("limiter").arg(r.limiter.as_str());
+            cmd.arg("node").arg(node).arg("count").arg(records.len()).arg("fields").arg(STREAM_FIELDS);
+            cmd.arg("records").arg(lines);
             pipe.add_command(cmd).ignore();
         }
         let ttl = self.retention.as_secs().max(60);

@@ -458,7 +458,8 @@ pub struct AnalyticsConfig {
     /// Collect per-request records and per-minute aggregates.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Approximate length cap of the Redis stream of records (`XADD MAXLEN ~`).
+    /// Approximate length cap of the Redis stream (`XADD MAXLEN ~`); one entry per flush,
+    /// holding that flush's records.
     #[serde(default = "default_stream_max_len")]
     pub stream_max_len: u64,
     /// How long per-minute aggregates are kept (memory mode: at most 24h).
