@@ -281,10 +281,17 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
-/// The pause before the `n`-th re-read while a `sync` request waits for its job: short at
-/// first (a fast job answers quickly), then at most 200 ms (bounded Redis load).
+/// Re-reads at the shortest pause before backing off.
+const QUICK_READS: u32 = 10;
+
+/// The pause before the `n`-th re-read while a `sync` request waits for its job: 2 ms for
+/// the first `QUICK_READS` (a fast job answers within a few ms of finishing), then
+/// doubling from 5 ms to at most 200 ms (bounded Redis load for slow jobs).
 pub fn wait_step(n: u32) -> Duration {
-    Duration::from_millis((5u64 << n.min(6)).min(200))
+    if n < QUICK_READS {
+        return Duration::from_millis(2);
+    }
+    Duration::from_millis((5u64 << (n - QUICK_READS).min(6)).min(200))
 }
 
 #[cfg(test)]
@@ -359,8 +366,9 @@ mod tests {
 
     #[test]
     fn sync_waits_back_off_to_a_bounded_step() {
-        assert_eq!(wait_step(0), Duration::from_millis(5));
-        assert!(wait_step(3) < wait_step(4));
+        assert_eq!(wait_step(0), Duration::from_millis(2));
+        assert_eq!(wait_step(QUICK_READS), Duration::from_millis(5));
+        assert!(wait_step(QUICK_READS + 3) < wait_step(QUICK_READS + 4));
         assert_eq!(wait_step(50), Duration::from_millis(200));
     }
 }
