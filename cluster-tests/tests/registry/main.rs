@@ -473,6 +473,15 @@ async fn the_openapi_document_describes_every_admin_route() {
         "/admin/consumers/{id}/keys",
         "/admin/consumers/{id}/keys/{key_id}",
         "/admin/revocations",
+        "/admin/cache",
+        "/admin/circuits",
+        "/admin/circuits/{instance}/reset",
+        "/admin/queues",
+        "/admin/queues/{service}/dead",
+        "/admin/queues/{service}/dead/{id}/retry",
+        "/admin/ratelimits/{policy}/{key}",
+        "/admin/analytics",
+        "/admin/dashboard",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

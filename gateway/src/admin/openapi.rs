@@ -111,6 +111,14 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                     "policy": {"type": "string"}, "key": {"type": "string"}, "limit": {"type": "integer"}, "remaining": {"type": "integer"}, "reset": {"type": "integer"}}}))}), errors(&["401", "404", "503"]))},
                 "delete": {"summary": "Reset a counter", "responses": with(json!({"204": {"description": "Reset"}}), errors(&["401", "404", "503"]))}
             },
+            "/admin/cache": {
+                "delete": {"summary": "Purge cached responses on every node: a service's whole cache, the URLs under a client path prefix, or one URL (key = path with query); without service every caching service",
+                           "parameters": [
+                               {"name": "service", "in": "query", "schema": {"type": "string"}},
+                               {"name": "prefix", "in": "query", "schema": {"type": "string"}, "description": "client path prefix, e.g. /api/users/7"},
+                               {"name": "key", "in": "query", "schema": {"type": "string"}, "description": "one URL: client path and query"}],
+                           "responses": with(json!({"204": {"description": "Purged"}}), errors(&["400", "401", "404", "503"]))}
+            },
             "/admin/circuits": {
                 "get": {"summary": "Every circuit breaker (one per instance of services with circuit_breaker), with active health beside it",
                         "responses": with(json!({"200": ok("Breakers", json!({"type": "array", "items": {"type": "object", "properties": {
