@@ -21,8 +21,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 
-IMPLEMENTED=(direct nginx_proxy passthrough jwt full full_no_analytics cached three_nodes express_full queue_async queue_sync)
-DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full full_no_analytics cached three_nodes express_full)
+IMPLEMENTED=(direct nginx_proxy passthrough jwt full full_no_analytics cached cached_l2 three_nodes express_full queue_async queue_sync)
+DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full full_no_analytics cached cached_l2 three_nodes express_full)
 
 # Planned scenarios and the feature each one waits for (none at the moment).
 declare -A PLANNED=()
@@ -116,6 +116,8 @@ want three_nodes && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_CLUSTER=1; }
 want queue_async && { NEED_GATEWAY=1; NEED_REDIS=1; }
 NEED_QUIET=0
 want full_no_analytics && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_QUIET=1; }
+NEED_L2=0
+want cached_l2 && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_L2=1; }
 want queue_sync && { NEED_GATEWAY=1; NEED_REDIS=1; }
 want express_full && { NEED_REDIS=1; NEED_EXPRESS=1; }
 
@@ -397,6 +399,18 @@ if [ $NEED_QUIET = 1 ]; then
   wait_http "http://127.0.0.1:$QUIET_ADMIN/ready" gateway-quiet "$!"
 fi
 
+if [ $NEED_L2 = 1 ]; then
+  # cached_l2: the same node with L1 off, so every hit is read from Redis (L2).
+  pick_port L2_PORT 18091
+  pick_port L2_ADMIN 18092
+  { cat "$TMP/gateway.toml"; printf '\n[cache]\nl1_capacity = "0"\n'; } >"$TMP/gateway-l2.toml"
+  log "starting gateway (cache L1 off) on 127.0.0.1:$L2_PORT (admin $L2_ADMIN)"
+  GATEWAY__NODE__ID=bench-l2 GATEWAY__NODE__LISTEN=127.0.0.1:$L2_PORT GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$L2_ADMIN \
+    "$GATEWAY_BIN" --config "$TMP/gateway-l2.toml" >"$TMP/gateway-l2.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$L2_ADMIN/ready" gateway-l2 "$!"
+fi
+
 if [ $NEED_CLUSTER = 1 ]; then
   # three_nodes: two more nodes on the same config and Redis, HAProxy round robin in front.
   NODE_PORTS=("$GATEWAY_PORT")
@@ -442,6 +456,7 @@ url_for() {
     full) echo "http://127.0.0.1:$GATEWAY_PORT/secure/bench" ;;
     cached) echo "http://127.0.0.1:$GATEWAY_PORT/cached/bench" ;;
     full_no_analytics) echo "http://127.0.0.1:$QUIET_PORT/secure/bench" ;;
+    cached_l2) echo "http://127.0.0.1:$L2_PORT/cached/bench" ;;
     three_nodes) echo "http://127.0.0.1:$HAPROXY_PORT/secure/bench" ;;
     queue_async) echo "http://127.0.0.1:$GATEWAY_PORT/queue-async/bench" ;;
     queue_sync) echo "http://127.0.0.1:$GATEWAY_PORT/queue-sync/bench" ;;
@@ -478,7 +493,7 @@ FAILED=()
 for s in "${SCENARIOS[@]}"; do
   url=$(url_for "$s")
   HDR=()
-  case $s in jwt | full | full_no_analytics | cached | three_nodes | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
+  case $s in jwt | full | full_no_analytics | cached | cached_l2 | three_nodes | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
   conns=$CONNECTIONS
   case $s in
     queue_async | queue_sync)
