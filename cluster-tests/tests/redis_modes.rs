@@ -84,23 +84,24 @@ async fn circuit_state(gw: &GatewayProcess, instance: &str) -> Option<String> {
 }
 
 #[actix_rt::test]
-async fn two_gateways_share_registry_limits_revocations_and_breakers_through_a_redis_cluster() {
+async fn three_gateways_share_registry_limits_revocations_and_breakers_through_a_redis_cluster() {
     let cluster = TestRedisCluster::start();
     let (up, bad) = (MockUpstream::start("up"), MockUpstream::start("bad"));
     bad.set_behavior(Behavior { status: 500, ..Behavior::default() });
     let seeds: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
     let redis = format!("[redis]\nmode = \"cluster\"\nnodes = [{}]\n", seeds.join(", "));
     let text = config(&redis, &up, &bad);
-    let (a, b) = (GatewayProcess::start(&text), GatewayProcess::start(&text));
+    let (a, b, c) = (GatewayProcess::start(&text), GatewayProcess::start(&text), GatewayProcess::start(&text));
 
-    // Registry: a service created through A's admin API routes on both nodes.
+    // Registry: a service created through A's admin API routes on every node.
     assert_eq!(create_service(&a, "dyn", &up).await, 201);
     assert!(routes(&a, "/api/dyn/x", Duration::from_secs(5)).await, "not routed on A");
     assert!(routes(&b, "/api/dyn/x", Duration::from_secs(5)).await, "not routed on B");
+    assert!(routes(&c, "/api/dyn/x", Duration::from_secs(5)).await, "not routed on C");
 
-    // Rate limits are exact across the two nodes, also with policies in different slots.
-    assert_eq!(burst(&[&a, &b], "/api/limited/x", 50).await, (20, 30), "sliding_log limit not exact");
-    assert_eq!(burst(&[&a, &b], "/api/mixed/x", 30).await, (10, 20), "route+ip limit not exact");
+    // Rate limits are exact across the three nodes, also with policies in different slots.
+    assert_eq!(burst(&[&a, &b, &c], "/api/limited/x", 50).await, (20, 30), "sliding_log limit not exact");
+    assert_eq!(burst(&[&a, &b, &c], "/api/mixed/x", 30).await, (10, 20), "route+ip limit not exact");
 
     // A logout through A is refused on B.
     let t = token("cluster-1");
