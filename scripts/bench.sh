@@ -31,53 +31,35 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '\n!!! bench.sh: %s\n' "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# ---- registry propagation (not a wrk scenario) ------------------------------------------
-# `registry`: CHANGES (default 1000) service creations through node A of a three-node
-# cluster on one redis-server; the time until node C routes each one, p50/p99.
-run_registry() {
+# ---- cluster propagation (not wrk scenarios) ---------------------------------------------
+# run_propagation NAME BIN COUNT WHAT: builds and runs a propagation benchmark binary of
+# cluster-tests (registry-bench, circuit-bench) and stores its JSON summary.
+run_propagation() {
+  local name=$1 bin=$2 count=$3 what=$4 out stamp
   if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "cargo build --release (gateway, registry-bench)"
+    log "cargo build --release (gateway, $bin)"
     cargo build --release -p gateway --bin gateway
-    cargo build --release -p cluster-tests --bin registry-bench
+    cargo build --release -p cluster-tests --bin "$bin"
   fi
   command -v redis-server >/dev/null 2>&1 || die "redis-server is needed (scripts/test.sh installs it)"
-  local out stamp
   stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
-  log "registry: ${CHANGES:-1000} changes on node A, time until routable on node C"
-  out=$(GATEWAY_BIN="$ROOT/target/release/gateway" "$ROOT/target/release/registry-bench" "${CHANGES:-1000}") \
-    || die "registry bench failed: $out"
+  log "$name: $what"
+  out=$(GATEWAY_BIN="$ROOT/target/release/gateway" "$ROOT/target/release/$bin" "$count") \
+    || die "$name bench failed: $out"
   mkdir -p "$ROOT/bench/results"
   printf '{"date": "%s", "git_commit": "%s", "cpu_count": %s, "result": %s}\n' \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$out" \
-    >"$ROOT/bench/results/$stamp-registry.json"
-  echo "registry: $out"
-  echo "results: bench/results/$stamp-registry.json"
-}
-# ---- breaker propagation (not a wrk scenario) -------------------------------------------
-run_circuit() {
-  if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "cargo build --release (gateway, circuit-bench)"
-    cargo build --release -p gateway --bin gateway
-    cargo build --release -p cluster-tests --bin circuit-bench
-  fi
-  command -v redis-server >/dev/null 2>&1 || die "redis-server is needed (scripts/test.sh installs it)"
-  local out stamp
-  stamp=$(date -u +%Y-%m-%dT%H-%M-%SZ)
-  log "circuit: ${TRIPS:-100} breakers opened through node A, time until node C reports them open"
-  out=$(GATEWAY_BIN="$ROOT/target/release/gateway" "$ROOT/target/release/circuit-bench" "${TRIPS:-100}") \
-    || die "circuit bench failed: $out"
-  mkdir -p "$ROOT/bench/results"
-  printf '{"date": "%s", "git_commit": "%s", "cpu_count": %s, "result": %s}\n' \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$out" \
-    >"$ROOT/bench/results/$stamp-circuit.json"
-  echo "circuit: $out"
-  echo "results: bench/results/$stamp-circuit.json"
+    >"$ROOT/bench/results/$stamp-$name.json"
+  echo "$name: $out"
+  echo "results: bench/results/$stamp-$name.json"
 }
 REST=()
 for s in "$@"; do
   case $s in
-    registry) run_registry ;;
-    circuit) run_circuit ;;
+    registry) run_propagation registry registry-bench "${CHANGES:-1000}" \
+      "${CHANGES:-1000} changes on node A, time until routable on node C" ;;
+    circuit) run_propagation circuit circuit-bench "${TRIPS:-100}" \
+      "${TRIPS:-100} breakers opened through node A, time until node C reports them open" ;;
     *) REST+=("$s") ;;
   esac
 done

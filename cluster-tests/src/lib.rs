@@ -53,3 +53,28 @@ pub fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(30)).disable_redirects().finish()
 }
+
+/// `p`-th percentile (0–100) of `sorted` by nearest rank; 0 when empty (benchmarks).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// The JSON summary the propagation benchmarks print: p50/p90/p99/max in milliseconds of
+/// `samples`, plus `extra` fields.
+pub fn latency_summary(mut samples: Vec<f64>, extra: serde_json::Value) -> serde_json::Value {
+    samples.sort_by(f64::total_cmp);
+    let mut out = serde_json::json!({
+        "p50_ms": percentile(&samples, 50.0),
+        "p90_ms": percentile(&samples, 90.0),
+        "p99_ms": percentile(&samples, 99.0),
+        "max_ms": samples.last().copied().unwrap_or(0.0),
+    });
+    if let (Some(o), serde_json::Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    out
+}

@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 use cluster_tests::upstream::Behavior;
 use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 async fn state_on(http: &awc::Client, node: &GatewayProcess) -> Option<String> {
     let mut res = http.get(node.admin_url("/admin/circuits")).send().await.ok()?;
     let list: serde_json::Value = serde_json::from_slice(&res.body().await.ok()?).ok()?;
@@ -40,7 +32,7 @@ fn main() {
     let _b = GatewayProcess::start(&config);
     let c = GatewayProcess::start(&config);
 
-    let (mut samples, failures) = actix_rt::System::new().block_on(async move {
+    let (samples, failures) = actix_rt::System::new().block_on(async move {
         let http = client();
         let mut samples = Vec::with_capacity(trips);
         let mut failures = 0usize;
@@ -67,17 +59,11 @@ fn main() {
         }
         (samples, failures)
     });
-    samples.sort_by(f64::total_cmp);
-    let summary = serde_json::json!({
-        "scenario": "circuit_propagation",
-        "trips": trips,
-        "seen_open_on_c": samples.len(),
-        "failures": failures,
-        "p50_ms": percentile(&samples, 50.0),
-        "p90_ms": percentile(&samples, 90.0),
-        "p99_ms": percentile(&samples, 99.0),
-        "max_ms": samples.last().copied().unwrap_or(0.0),
-    });
+    let seen = samples.len();
+    let summary = cluster_tests::latency_summary(
+        samples,
+        serde_json::json!({"scenario": "circuit_propagation", "trips": trips, "seen_open_on_c": seen, "failures": failures}),
+    );
     println!("{summary}");
     if failures > 0 {
         std::process::exit(1);

@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 
 use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 fn main() {
     let changes: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1000);
     let redis = TestRedis::start();
@@ -60,18 +52,12 @@ fn main() {
         }
         (samples, failures)
     });
-    let (mut samples, failures) = result;
-    samples.sort_by(f64::total_cmp);
-    let summary = serde_json::json!({
-        "scenario": "registry",
-        "changes": changes,
-        "routed": samples.len(),
-        "failures": failures,
-        "p50_ms": percentile(&samples, 50.0),
-        "p90_ms": percentile(&samples, 90.0),
-        "p99_ms": percentile(&samples, 99.0),
-        "max_ms": samples.last().copied().unwrap_or(0.0),
-    });
+    let (samples, failures) = result;
+    let routed = samples.len();
+    let summary = cluster_tests::latency_summary(
+        samples,
+        serde_json::json!({"scenario": "registry", "changes": changes, "routed": routed, "failures": failures}),
+    );
     println!("{summary}");
     if failures > 0 {
         std::process::exit(1);
