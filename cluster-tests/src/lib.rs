@@ -3,6 +3,7 @@
 //! `gateway` processes. Everything is killed on drop.
 
 pub mod gateway;
+pub mod jobs;
 pub mod redis_server;
 pub mod redis_topologies;
 pub mod upstream;

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cluster_tests::jobs::{body_json, finished, job};
 use cluster_tests::upstream::Behavior;
 use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client, eventually};
 use serde_json::{Value, json};
@@ -18,14 +19,6 @@ fn config(up: &MockUpstream, redis: Option<&TestRedis>, auth: &str, queue: &str)
         "[node]\nworkers = 1\n[log]\naccess_log = false\n{redis}\n[[services]]\nname = \"reports\"\nauth = \"{auth}\"\nendpoints = [\"{}\"]\n[services.queue]\nmatch = [\"POST {HEAVY}\"]\n{queue}\n",
         up.url()
     )
-}
-
-async fn body_json(
-    res: &mut awc::ClientResponse<
-        impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
-    >,
-) -> Value {
-    serde_json::from_slice(&res.body().limit(1 << 20).await.unwrap()).unwrap_or(Value::Null)
 }
 
 /// POSTs a queued request; answers status, the response headers we look at, and the JSON body.
@@ -44,15 +37,6 @@ async fn post(
     (res.status().as_u16(), location, retry_after, body_json(&mut res).await)
 }
 
-async fn job(gw: &GatewayProcess, id: &str, key: Option<&str>) -> (u16, Value) {
-    let mut req = client().get(gw.url(&format!("/jobs/{id}")));
-    if let Some(k) = key {
-        req = req.insert_header(("X-API-Key", k));
-    }
-    let mut res = req.send().await.unwrap();
-    (res.status().as_u16(), body_json(&mut res).await)
-}
-
 async fn admin(gw: &GatewayProcess, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let req = match method {
         "POST" => client().post(gw.admin_url(path)),
@@ -63,17 +47,6 @@ async fn admin(gw: &GatewayProcess, method: &str, path: &str, body: Option<Value
         None => req.send().await.unwrap(),
     };
     (res.status().as_u16(), body_json(&mut res).await)
-}
-
-/// Waits until `id` reaches a final status; answers the job object.
-async fn finished(gw: &GatewayProcess, id: &str, key: Option<&str>, within: Duration) -> Value {
-    let found = eventually(within, async || {
-        let (status, body) = job(gw, id, key).await;
-        let done = status == 200 && ["succeeded", "failed", "dead"].contains(&body["status"].as_str().unwrap_or(""));
-        done.then_some(body)
-    })
-    .await;
-    found.unwrap_or_else(|| panic!("job {id} did not finish"))
 }
 
 #[actix_rt::test]

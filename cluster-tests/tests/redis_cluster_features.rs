@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cluster_tests::jobs::{body_json, finished};
 use cluster_tests::upstream::Behavior;
 use cluster_tests::{GatewayProcess, MockUpstream, TestRedisCluster, client, eventually};
-use serde_json::Value;
 
 /// The `[redis]` section for `cluster`: every node as a seed.
 fn redis_section(cluster: &TestRedisCluster) -> String {
@@ -22,15 +22,6 @@ fn no_crossslot(nodes: &[&GatewayProcess]) {
         let log = gw.log_text();
         assert!(!log.contains("CROSSSLOT") && !log.contains("panicked"), "a script crossed slots or panicked:\n{log}");
     }
-}
-
-async fn body_json(
-    res: &mut awc::ClientResponse<
-        impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
-    >,
-) -> Value {
-    let body = res.body().limit(1 << 20).await.map(|b| b.to_vec()).unwrap_or_default();
-    serde_json::from_slice(&body).unwrap_or(Value::Null)
 }
 
 // ---- cache ------------------------------------------------------------------------------
@@ -91,25 +82,6 @@ async fn on_a_redis_cluster_a_response_cached_through_one_node_hits_on_another_u
 
 const HEAVY: &str = "/api/reports/heavy";
 
-/// (status, job object) of `GET /jobs/{id}`.
-async fn job(gw: &GatewayProcess, id: &str) -> (u16, Value) {
-    let Ok(mut res) = client().get(gw.url(&format!("/jobs/{id}"))).send().await else {
-        return (0, Value::Null);
-    };
-    (res.status().as_u16(), body_json(&mut res).await)
-}
-
-/// Waits until `id` reaches a final status; answers the job object.
-async fn finished(gw: &GatewayProcess, id: &str, within: Duration) -> Value {
-    let found = eventually(within, async || {
-        let (status, body) = job(gw, id).await;
-        let done = status == 200 && ["succeeded", "failed", "dead"].contains(&body["status"].as_str().unwrap_or(""));
-        done.then_some(body)
-    })
-    .await;
-    found.unwrap_or_else(|| panic!("job {id} did not finish"))
-}
-
 #[actix_rt::test]
 async fn on_a_redis_cluster_a_node_killed_mid_job_loses_nothing_and_the_reruns_show_in_attempts() {
     let cluster = TestRedisCluster::start();
@@ -140,7 +112,7 @@ async fn on_a_redis_cluster_a_node_killed_mid_job_loses_nothing_and_the_reruns_s
     let mut attempts = 0;
     let mut reruns = 0;
     for id in &ids {
-        let body = finished(&survivor, id, Duration::from_secs(40)).await;
+        let body = finished(&survivor, id, None, Duration::from_secs(40)).await;
         assert_eq!(body["status"], "succeeded", "{body}");
         let n = body["attempts"].as_u64().unwrap_or(0);
         attempts += n;
