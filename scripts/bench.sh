@@ -369,29 +369,24 @@ EOF
   wait_http "http://127.0.0.1:$ADMIN_PORT/ready" gateway "$GATEWAY_PID"
 fi
 
-if [ $NEED_QUIET = 1 ]; then
-  # full_no_analytics: the same node with analytics off, to price the analytics pipeline.
-  pick_port QUIET_PORT 18088
-  pick_port QUIET_ADMIN 18089
-  { cat "$TMP/gateway.toml"; printf '\n[analytics]\nenabled = false\n'; } >"$TMP/gateway-quiet.toml"
-  log "starting gateway (analytics off) on 127.0.0.1:$QUIET_PORT (admin $QUIET_ADMIN)"
-  GATEWAY__NODE__ID=bench-quiet GATEWAY__NODE__LISTEN=127.0.0.1:$QUIET_PORT GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$QUIET_ADMIN \
-    "$GATEWAY_BIN" --config "$TMP/gateway-quiet.toml" >"$TMP/gateway-quiet.log" 2>&1 &
-  PIDS+=($!)
-  wait_http "http://127.0.0.1:$QUIET_ADMIN/ready" gateway-quiet "$!"
-fi
-
-if [ $NEED_L2 = 1 ]; then
-  # cached_l2: the same node with L1 off, so every hit is read from Redis (L2).
-  pick_port L2_PORT 18091
-  pick_port L2_ADMIN 18092
-  { cat "$TMP/gateway.toml"; printf '\n[cache]\nl1_capacity = "0"\n'; } >"$TMP/gateway-l2.toml"
-  log "starting gateway (cache L1 off) on 127.0.0.1:$L2_PORT (admin $L2_ADMIN)"
-  GATEWAY__NODE__ID=bench-l2 GATEWAY__NODE__LISTEN=127.0.0.1:$L2_PORT GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$L2_ADMIN \
-    "$GATEWAY_BIN" --config "$TMP/gateway-l2.toml" >"$TMP/gateway-l2.log" 2>&1 &
-  PIDS+=($!)
-  wait_http "http://127.0.0.1:$L2_ADMIN/ready" gateway-l2 "$!"
-fi
+# start_variant NAME PORTVAR ADMINVAR BASE TOML: a second node on the same config plus
+# the TOML lines appended (a variant of one setting, measured next to the main node).
+start_variant() {
+  local name=$1 port_var=$2 admin_var=$3 base=$4 extra=$5 pid
+  pick_port "$port_var" "$base"
+  pick_port "$admin_var" $((base + 1))
+  { cat "$TMP/gateway.toml"; printf '\n%s\n' "$extra"; } >"$TMP/gateway-$name.toml"
+  log "starting gateway ($name) on 127.0.0.1:${!port_var} (admin ${!admin_var})"
+  GATEWAY__NODE__ID=bench-$name GATEWAY__NODE__LISTEN=127.0.0.1:${!port_var} GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:${!admin_var} \
+    "$GATEWAY_BIN" --config "$TMP/gateway-$name.toml" >"$TMP/gateway-$name.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:${!admin_var}/ready" "gateway-$name" "$pid"
+}
+# full_no_analytics: the same node with analytics off, to price the analytics pipeline.
+[ $NEED_QUIET = 0 ] || start_variant quiet QUIET_PORT QUIET_ADMIN 18088 $'[analytics]\nenabled = false'
+# cached_l2: the same node with L1 off, so every hit is read from Redis (L2).
+[ $NEED_L2 = 0 ] || start_variant l2 L2_PORT L2_ADMIN 18091 $'[cache]\nl1_capacity = "0"'
 
 if [ $NEED_CLUSTER = 1 ]; then
   # three_nodes: two more nodes on the same config and Redis, HAProxy round robin in front.
