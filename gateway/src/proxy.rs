@@ -16,7 +16,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actors::balancer::{Endpoint, InFlight};
 use actors::circuit::Breakers;
 use actors::registry::Route;
-use actors::spec::CircuitBreakerSpec;
 use awc::error::{ConnectError, SendRequestError};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -242,26 +241,22 @@ async fn choose(
     breakers: Option<&Breakers>,
 ) -> Result<(Arc<Endpoint>, bool), GatewayError> {
     let pool = &fw.route.pool;
-    let Some(breakers) = breakers else {
-        return pool
-            .pick(fw.hash_key, tried, |_| true)
-            .or_else(|| if tried.is_empty() { None } else { pool.pick(fw.hash_key, &[], |_| true) })
-            .map(|e| (e, false))
-            .ok_or_else(|| no_healthy_upstream(fw.route));
-    };
-    let now = actors::now_unix_ms();
-    for ep in pool.endpoints() {
-        if ep.is_selectable()
-            && ep.circuit().probe_due(now)
-            && !tried.contains(&ep.id)
-            && breakers.probe(&fw.route.name, ep).await
-        {
-            return Ok((Arc::clone(ep), true));
+    if let Some(breakers) = breakers {
+        let now = actors::now_unix_ms();
+        for ep in pool.endpoints() {
+            if ep.is_selectable()
+                && ep.circuit().probe_due(now)
+                && !tried.contains(&ep.id)
+                && breakers.probe(&fw.route.name, ep).await
+            {
+                return Ok((Arc::clone(ep), true));
+            }
         }
     }
-    let closed = |e: &Endpoint| e.circuit().admits();
-    pool.pick(fw.hash_key, tried, closed)
-        .or_else(|| if tried.is_empty() { None } else { pool.pick(fw.hash_key, &[], closed) })
+    // Services without a breaker ignore the cells (one may keep a state from an old config).
+    let usable = |e: &Endpoint| breakers.is_none() || e.circuit().admits();
+    pool.pick(fw.hash_key, tried, usable)
+        .or_else(|| if tried.is_empty() { None } else { pool.pick(fw.hash_key, &[], usable) })
         .map(|e| (e, false))
         .ok_or_else(|| no_healthy_upstream(fw.route))
 }
@@ -273,8 +268,9 @@ fn no_healthy_upstream(route: &Route) -> GatewayError {
     let breaker_wait = route
         .spec
         .circuit_breaker
-        .as_ref()
-        .and_then(|_: &CircuitBreakerSpec| route.pool.endpoints().iter().filter_map(|e| e.circuit().open_until()).min())
+        .is_some()
+        .then(|| route.pool.endpoints().iter().filter_map(|e| e.circuit().open_until()).min())
+        .flatten()
         .map(|until| until.saturating_sub(now).div_ceil(1000));
     let retry_after = breaker_wait
         .or_else(|| route.spec.health_check.as_ref().map(|h| h.interval.get().as_secs_f64().ceil() as u64))
@@ -531,11 +527,7 @@ pub async fn send_job(
 ) -> actors::queue::RunOutcome {
     use actors::queue::{JobResult, RunOutcome};
     let breaker = breakers.zip(route.spec.circuit_breaker.as_ref());
-    let picked = match breaker {
-        Some(_) => route.pool.pick(None, &[], |e| e.circuit().admits()),
-        None => route.pool.pick(None, &[], |_| true),
-    };
-    let Some(endpoint) = picked else {
+    let Some(endpoint) = route.pool.pick(None, &[], |e| breaker.is_none() || e.circuit().admits()) else {
         return RunOutcome::Failed(format!("no healthy upstream for service {}", route.name));
     };
     let _in_flight = InFlight::start(Arc::clone(&endpoint));

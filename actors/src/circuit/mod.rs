@@ -266,13 +266,14 @@ impl Handler<Probe> for CircuitBreaker {
     fn handle(&mut self, msg: Probe, _: &mut Context<Self>) -> Self::Result {
         self.sync();
         let key: Key = (msg.service, Arc::clone(&msg.endpoint.id));
-        let due = self.entries.get(&key).is_some_and(|e| e.ep.circuit().probe_due(now_unix_ms()));
-        let (Some(store), true) = (self.store.clone(), due) else {
-            let granted = due && self.local_probe(&key);
-            return AtomicResponse::new(Box::pin(fut::ready(granted)));
-        };
-        let Some(spec) = self.entries.get(&key).map(|e| e.spec.clone()) else {
-            return AtomicResponse::new(Box::pin(fut::ready(false)));
+        // The spec of a breaker that is due a probe (none: no probe).
+        let due = self.entries.get(&key).filter(|e| e.ep.circuit().probe_due(now_unix_ms())).map(|e| e.spec.clone());
+        let (store, spec) = match (self.store.clone(), due) {
+            (Some(store), Some(spec)) => (store, spec),
+            (_, due) => {
+                let granted = due.is_some() && self.local_probe(&key);
+                return AtomicResponse::new(Box::pin(fut::ready(granted)));
+            }
         };
         let fut = async move {
             let r = store.apply(store::Op::Probe, &key.0, &key.1, &spec).await;

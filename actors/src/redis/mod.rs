@@ -214,13 +214,18 @@ impl Store {
         self.moved.subscribe()
     }
 
-    /// Tries to connect once (for Sentinel: discovers the master first).
-    pub async fn connect(&self) -> Result<(), StoreError> {
-        let config = ConnectionManagerConfig::new()
+    /// Settings of every multiplexed command connection: bounded connect and answers.
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.cfg.connect_timeout))
             .set_response_timeout(Some(self.cfg.command_timeout))
             .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+            .set_max_delay(Duration::from_millis(500))
+    }
+
+    /// Tries to connect once (for Sentinel: discovers the master first).
+    pub async fn connect(&self) -> Result<(), StoreError> {
+        let config = self.manager_config();
         let bound = self.cfg.connect_timeout * 4;
         let conn = match &*self.target {
             Target::Standalone(client) => {
@@ -376,20 +381,18 @@ impl Store {
         if !self.guard.admit(crate::now_unix_ms()) {
             return Err(StoreError::Unavailable);
         }
-        let shared = self.conn.load().as_deref().cloned().ok_or(StoreError::Unavailable)?;
         if let Target::Standalone(client) = &*self.target {
             let id = Arc::as_ptr(&self.target) as usize;
             let generation = *self.moved.borrow();
             if let Some(c) = local::get(id, generation) {
                 return Ok(Conn::Single(c));
             }
-            if tokio::runtime::Handle::try_current().is_ok() && local::begin(id, generation) {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.cfg.connect_timeout))
-                    .set_response_timeout(Some(self.cfg.command_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                let (client, bound) = (client.clone(), self.cfg.connect_timeout * 4);
+            // Only once the shared connection exists (Redis answered): until then, fail fast.
+            if self.conn.load().is_some()
+                && tokio::runtime::Handle::try_current().is_ok()
+                && local::begin(id, generation)
+            {
+                let (client, config, bound) = (client.clone(), self.manager_config(), self.cfg.connect_timeout * 4);
                 // On a current-thread runtime (every actix arbiter) this runs on this thread.
                 tokio::spawn(async move {
                     let conn = tokio::time::timeout(bound, ConnectionManager::new_with_config(client, config)).await;
@@ -397,12 +400,7 @@ impl Store {
                 });
             }
         }
-        Ok(shared)
-    }
-
-    /// Whether the Redis guard is open (Redis calls fail fast).
-    pub fn guard_open(&self) -> bool {
-        self.guard.is_open()
+        self.conn.load().as_deref().cloned().ok_or(StoreError::Unavailable)
     }
 
     fn guard_failure(&self) {
