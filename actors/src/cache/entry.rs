@@ -67,59 +67,16 @@ impl Record {
     pub fn weight(&self) -> usize {
         match self {
             Self::Response(r) => r.weight(),
-            Self::Vary(names) => names.iter().map(|n| n.len() + 24).sum::<usize>() + 64,
+            Self::Vary(names) => vary_weight(names),
         }
     }
 
     /// Binary form; bodies above `compress_above` bytes are compressed.
     pub fn encode(&self, compress_above: usize) -> Vec<u8> {
-        let mut w = Vec::with_capacity(self.weight());
-        w.push(VERSION);
         match self {
-            Self::Vary(names) => {
-                w.push(TAG_VARY);
-                put_u32(&mut w, names.len() as u32);
-                for n in names {
-                    put_bytes(&mut w, n.as_bytes());
-                }
-            }
-            Self::Response(r) => {
-                w.push(TAG_RESPONSE);
-                w.extend_from_slice(&r.status.to_le_bytes());
-                for v in [r.age.request_ms, r.age.response_ms, r.age.date_ms.unwrap_or(u64::MAX), r.age.age_s] {
-                    w.extend_from_slice(&v.to_le_bytes());
-                }
-                let f = &r.freshness;
-                for v in [f.lifetime_ms, f.swr_s, f.sie_s] {
-                    w.extend_from_slice(&v.to_le_bytes());
-                }
-                w.push(u8::from(f.no_cache) | (u8::from(f.must_revalidate) << 1));
-                put_u32(&mut w, r.headers.len() as u32);
-                for (n, v) in &r.headers {
-                    put_bytes(&mut w, n.as_bytes());
-                    put_bytes(&mut w, v);
-                }
-                put_u32(&mut w, r.vary.len() as u32);
-                for (n, v) in &r.vary {
-                    put_bytes(&mut w, n.as_bytes());
-                    match v {
-                        Some(v) => {
-                            w.push(1);
-                            put_bytes(&mut w, v);
-                        }
-                        None => w.push(0),
-                    }
-                }
-                if r.body.len() > compress_above {
-                    w.push(BODY_LZ4);
-                    put_bytes(&mut w, &lz4_flex::compress_prepend_size(&r.body));
-                } else {
-                    w.push(BODY_RAW);
-                    put_bytes(&mut w, &r.body);
-                }
-            }
+            Self::Vary(names) => encode_vary(names),
+            Self::Response(r) => encode_response(r, compress_above),
         }
-        w
     }
 
     /// Reads a record; `None` for anything malformed or of another version.
@@ -179,6 +136,63 @@ impl Record {
             _ => None,
         }
     }
+}
+
+/// Approximate in-memory size of a Vary marker naming `names`.
+pub fn vary_weight(names: &[String]) -> usize {
+    names.iter().map(|n| n.len() + 24).sum::<usize>() + 64
+}
+
+/// Binary form of a Vary marker.
+pub fn encode_vary(names: &[String]) -> Vec<u8> {
+    let mut w = Vec::with_capacity(vary_weight(names));
+    w.push(VERSION);
+    w.push(TAG_VARY);
+    put_u32(&mut w, names.len() as u32);
+    for n in names {
+        put_bytes(&mut w, n.as_bytes());
+    }
+    w
+}
+
+/// Binary form of a response; a body above `compress_above` bytes is compressed.
+pub fn encode_response(r: &CachedResponse, compress_above: usize) -> Vec<u8> {
+    let mut w = Vec::with_capacity(r.weight());
+    w.push(VERSION);
+    w.push(TAG_RESPONSE);
+    w.extend_from_slice(&r.status.to_le_bytes());
+    for v in [r.age.request_ms, r.age.response_ms, r.age.date_ms.unwrap_or(u64::MAX), r.age.age_s] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    let f = &r.freshness;
+    for v in [f.lifetime_ms, f.swr_s, f.sie_s] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.push(u8::from(f.no_cache) | (u8::from(f.must_revalidate) << 1));
+    put_u32(&mut w, r.headers.len() as u32);
+    for (n, v) in &r.headers {
+        put_bytes(&mut w, n.as_bytes());
+        put_bytes(&mut w, v);
+    }
+    put_u32(&mut w, r.vary.len() as u32);
+    for (n, v) in &r.vary {
+        put_bytes(&mut w, n.as_bytes());
+        match v {
+            Some(v) => {
+                w.push(1);
+                put_bytes(&mut w, v);
+            }
+            None => w.push(0),
+        }
+    }
+    if r.body.len() > compress_above {
+        w.push(BODY_LZ4);
+        put_bytes(&mut w, &lz4_flex::compress_prepend_size(&r.body));
+    } else {
+        w.push(BODY_RAW);
+        put_bytes(&mut w, &r.body);
+    }
+    w
 }
 
 fn put_u32(w: &mut Vec<u8>, v: u32) {

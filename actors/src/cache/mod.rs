@@ -47,6 +47,22 @@ enum L1Value {
     Vary(Arc<[String]>),
 }
 
+impl L1Value {
+    fn weight(&self) -> usize {
+        match self {
+            Self::Response(r) => r.weight(),
+            Self::Vary(names) => entry::vary_weight(names),
+        }
+    }
+
+    fn encode(&self, compress_above: usize) -> Vec<u8> {
+        match self {
+            Self::Response(r) => entry::encode_response(r, compress_above),
+            Self::Vary(names) => entry::encode_vary(names),
+        }
+    }
+}
+
 struct L1Item {
     service: Arc<str>,
     url: Arc<str>,
@@ -124,10 +140,7 @@ impl Cache {
             // `l1_capacity = 0` turns L1 off: every lookup goes to L2.
             return;
         }
-        let weight = match &value {
-            L1Value::Response(r) => r.weight(),
-            L1Value::Vary(n) => n.iter().map(|s| s.len() + 24).sum::<usize>() + 64,
-        };
+        let weight = value.weight();
         let item = L1Item {
             service: Arc::clone(service),
             url: Arc::clone(url),
@@ -198,37 +211,28 @@ impl Cache {
     ) -> (Arc<CachedResponse>, impl Future<Output = ()> + 'static) {
         let ttl = ttl.min(self.0.settings.default_ttl).max(Duration::from_secs(1));
         let l1_ttl = if self.shared() { ttl.min(self.0.settings.l1_ttl) } else { ttl };
-        let names: Vec<String> = response.vary.iter().map(|(n, _)| n.clone()).collect();
         let response = Arc::new(response);
-        let variant = (!names.is_empty()).then(|| key::variant(primary, &response.vary));
-        match &variant {
-            Some(v) => {
-                self.remember(service, url, primary, L1Value::Vary(names.clone().into()), l1_ttl);
-                self.remember(service, url, v, L1Value::Response(Arc::clone(&response)), l1_ttl);
-            }
-            None => self.remember(service, url, primary, L1Value::Response(Arc::clone(&response)), l1_ttl),
+        // A response that varies: a marker naming the headers at the primary key, the
+        // response itself at its variant's key.
+        let mut records = Vec::with_capacity(2);
+        let key_hash = if response.vary.is_empty() {
+            primary.to_string()
+        } else {
+            let names: Arc<[String]> = response.vary.iter().map(|(n, _)| n.clone()).collect();
+            records.push((primary.to_string(), L1Value::Vary(names)));
+            key::variant(primary, &response.vary)
+        };
+        records.push((key_hash, L1Value::Response(Arc::clone(&response))));
+        for (k, v) in &records {
+            self.remember(service, url, k, v.clone(), l1_ttl);
         }
         let this = self.clone();
-        let (service, url, primary, stored) =
-            (Arc::clone(service), Arc::clone(url), primary.to_string(), Arc::clone(&response));
+        let (service, url, primary) = (Arc::clone(service), Arc::clone(url), primary.to_string());
         let write = async move {
             let Some(store) = this.0.store.clone() else { return };
             let compress = this.0.settings.compress_above;
-            let mut puts = Vec::with_capacity(2);
-            if let Some(v) = &variant {
-                puts.push(Put { key_hash: primary.clone(), bytes: Record::Vary(names).encode(compress), ttl });
-                puts.push(Put {
-                    key_hash: v.clone(),
-                    bytes: Record::Response((*stored).clone()).encode(compress),
-                    ttl,
-                });
-            } else {
-                puts.push(Put {
-                    key_hash: primary.clone(),
-                    bytes: Record::Response((*stored).clone()).encode(compress),
-                    ttl,
-                });
-            }
+            let puts: Vec<Put> =
+                records.iter().map(|(k, v)| Put { key_hash: k.clone(), bytes: v.encode(compress), ttl }).collect();
             let notice = format!("{service} {primary} ok");
             let index_ttl = this.0.settings.default_ttl;
             match store.put(&service, &url, &puts, index_ttl, &primary, Some(&notice)).await {
@@ -237,12 +241,8 @@ impl Cache {
                     this.0.status.set_degraded("cache", true);
                     tracing::debug!(error = %e, "cache L2 write failed; keeping the entry in L1");
                     // L1-only operation: keep the entry for its whole lifetime here.
-                    match &variant {
-                        Some(v) => {
-                            this.remember(&service, &url, &primary, L1Value::Vary(puts_names(&stored).into()), ttl);
-                            this.remember(&service, &url, v, L1Value::Response(stored), ttl);
-                        }
-                        None => this.remember(&service, &url, &primary, L1Value::Response(stored), ttl),
+                    for (k, v) in records {
+                        this.remember(&service, &url, &k, v, ttl);
                     }
                 }
             }
@@ -270,8 +270,7 @@ impl Cache {
     /// Gives up a fill lock without a failure notice (nothing was fetched).
     pub async fn release_quietly(&self, service: &str, key_hash: &str) {
         if let Some(store) = &self.0.store {
-            let s = store.store();
-            let _ = s.query::<i64>(redis::cmd("DEL").arg(s.keys().cache_lock(service, key_hash))).await;
+            let _ = store.unlock(service, key_hash).await;
         }
     }
 
@@ -281,12 +280,10 @@ impl Cache {
         let ok = format!("{service} {key_hash} ok");
         let fail = format!("{service} {key_hash} fail");
         // The fill may have landed before we subscribed: the lock is gone then.
-        if let Some(store) = &self.0.store {
-            let locked: Result<i64, _> =
-                store.store().query(redis::cmd("EXISTS").arg(store.store().keys().cache_lock(service, key_hash))).await;
-            if matches!(locked, Ok(0)) {
-                return true;
-            }
+        if let Some(store) = &self.0.store
+            && matches!(store.is_locked(service, key_hash).await, Ok(false))
+        {
+            return true;
         }
         let wait = async {
             loop {
@@ -316,19 +313,7 @@ impl Cache {
     pub async fn purge(&self, service: &str, scope: &Scope) -> Result<usize, crate::redis::StoreError> {
         self.purge_local(Some(service), scope);
         let Some(store) = &self.0.store else { return Ok(0) };
-        let n = store.purge(service, scope).await?;
-        let (prefix, urls) = match scope {
-            Scope::All => (None, None),
-            Scope::Prefix(p) => (Some(p.clone()), None),
-            Scope::Urls(u) => (None, Some(u.clone())),
-        };
-        let event = serde_json::json!({
-            "kind": "cache_purge", "service": service, "prefix": prefix, "urls": urls,
-            "node": &*self.0.node, "at": crate::now_rfc3339(),
-        });
-        let s = store.store();
-        s.query::<i64>(redis::cmd("PUBLISH").arg(s.keys().events_channel()).arg(event.to_string())).await?;
-        Ok(n)
+        store.purge(service, scope, &self.0.node).await
     }
 
     /// Drops one key from this node's L1 (before reading what another node filled).
@@ -340,10 +325,6 @@ impl Cache {
     pub fn clear_local(&self) {
         self.0.l1.invalidate_all();
     }
-}
-
-fn puts_names(r: &CachedResponse) -> Vec<String> {
-    r.vary.iter().map(|(n, _)| n.clone()).collect()
 }
 
 /// The actor side: applies `cache_purge` events from other nodes and runs admin purges.

@@ -2,7 +2,7 @@
 //! may be stored and for how long it is fresh (§4.2.1, heuristics §4.2.2), its age
 //! (§4.2.3), and what a stored response may be used for at a given moment.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Statuses that may be cached heuristically (RFC 9110 §15.1).
 const HEURISTIC_STATUSES: [u16; 12] = [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
@@ -238,11 +238,6 @@ impl StoredFreshness {
     pub fn usable_on_error(&self, age_ms: u64) -> bool {
         !self.must_revalidate && age_ms < self.lifetime_ms + self.sie_s.saturating_mul(1000)
     }
-}
-
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

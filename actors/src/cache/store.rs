@@ -54,11 +54,6 @@ impl CacheStore {
         Self { store }
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Reads one record.
     pub async fn get(&self, service: &str, key_hash: &str) -> Result<Option<Record>, StoreError> {
         let key = self.store.keys().cache_entry(service, key_hash);
@@ -104,6 +99,18 @@ impl CacheStore {
         Ok(matches!(v, Value::Okay))
     }
 
+    /// Gives a fill lock up without a notice (nothing was fetched).
+    pub async fn unlock(&self, service: &str, key_hash: &str) -> Result<(), StoreError> {
+        let key = self.store.keys().cache_lock(service, key_hash);
+        self.store.query::<i64>(redis::cmd("DEL").arg(key)).await.map(drop)
+    }
+
+    /// Whether a node holds the fill lock of a key.
+    pub async fn is_locked(&self, service: &str, key_hash: &str) -> Result<bool, StoreError> {
+        let key = self.store.keys().cache_lock(service, key_hash);
+        self.store.query::<i64>(redis::cmd("EXISTS").arg(key)).await.map(|n| n > 0)
+    }
+
     /// Gives a fill lock up (the fill failed) and tells waiting nodes to fetch themselves.
     pub async fn release(&self, service: &str, key_hash: &str) -> Result<(), StoreError> {
         let k = self.store.keys();
@@ -113,9 +120,26 @@ impl CacheStore {
         self.store.pipeline::<()>(&pipe).await
     }
 
-    /// Removes the records of the URLs of `service` that `scope` selects; answers how many
+    /// Removes the records of the URLs of `service` that `scope` selects and tells every
+    /// node to drop them from L1 (a `cache_purge` event signed by `node`); answers how many
     /// URLs were purged.
-    pub async fn purge(&self, service: &str, scope: &Scope) -> Result<usize, StoreError> {
+    pub async fn purge(&self, service: &str, scope: &Scope, node: &str) -> Result<usize, StoreError> {
+        let n = self.purge_l2(service, scope).await?;
+        let (prefix, urls) = match scope {
+            Scope::All => (None, None),
+            Scope::Prefix(p) => (Some(p.clone()), None),
+            Scope::Urls(u) => (None, Some(u.clone())),
+        };
+        let event = serde_json::json!({
+            "kind": "cache_purge", "service": service, "prefix": prefix, "urls": urls,
+            "node": node, "at": crate::now_rfc3339(),
+        });
+        let channel = self.store.keys().events_channel();
+        self.store.query::<i64>(redis::cmd("PUBLISH").arg(channel).arg(event.to_string())).await?;
+        Ok(n)
+    }
+
+    async fn purge_l2(&self, service: &str, scope: &Scope) -> Result<usize, StoreError> {
         let k = self.store.keys();
         let urls: Vec<String> =
             self.store.query(redis::cmd("ZRANGE").arg(k.cache_urls(service)).arg(0).arg(-1)).await?;

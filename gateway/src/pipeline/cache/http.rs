@@ -130,7 +130,7 @@ pub(super) fn plan(
     layer: &CacheLayer,
     spec: &CacheSpec,
 ) -> Option<Plan> {
-    let now = policy::now_ms();
+    let now = actors::now_unix_ms();
     let (facts, vary_names) = response_facts(res.status().as_u16(), res.headers());
     let lifetime = policy::storable(&facts, &spec.statuses, spec.ttl.map(|t| t.get()), now).ok()?;
     if let BodySize::Sized(n) = res.body().size()
@@ -187,7 +187,7 @@ pub(super) fn revalidated(
             merged.append(name.clone(), v.clone());
         }
     }
-    let now = policy::now_ms();
+    let now = actors::now_unix_ms();
     let (facts, _) = response_facts(old.status, &merged);
     let statuses = [old.status];
     let lifetime = policy::storable(&facts, &statuses, spec.ttl.map(|t| t.get()), now).ok()?;

@@ -25,7 +25,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::auth::Identity;
-use actors::cache::policy::{self, CacheControl, Usable};
+use actors::cache::policy::{CacheControl, Usable};
 use actors::cache::{Cache, CachedResponse, Scope, key};
 use actors::registry::Route;
 use actors::spec::{AuthMode, CacheScope, CacheSpec};
@@ -125,6 +125,13 @@ struct Keys {
     primary: String,
 }
 
+impl Keys {
+    /// The key of this fill among the node's in-flight fills.
+    fn fill(&self) -> String {
+        format!("{}/{}", self.service, self.primary)
+    }
+}
+
 /// Runs the cache step and the proxy behind it; records the `X-Cache-Status` in `status`.
 pub async fn serve(
     layer: &CacheLayer,
@@ -157,7 +164,7 @@ pub async fn serve(
         layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |names| vary_values(req.headers(), names)).await;
     let mut stale = None;
     if let Some(hit) = hit {
-        let age = hit.response.age.current_age_ms(policy::now_ms());
+        let age = hit.response.age.current_age_ms(actors::now_unix_ms());
         match hit.response.freshness.usable(age, &req_cc) {
             Usable::Fresh => {
                 *status = Some(CacheStatus::Hit);
@@ -196,8 +203,7 @@ async fn fill(
 ) -> Result<HttpResponse, GatewayError> {
     let req = fw.req;
     let wait = (fw.route.spec.timeout.get() + Duration::from_secs(1)).min(MAX_FILL_WAIT);
-    let coalesce_key = format!("{}/{}", keys.service, keys.primary);
-    let guard = match layer.coalescer.join(&coalesce_key) {
+    let guard = match layer.coalescer.join(&keys.fill()) {
         Join::Lead(guard) => Some(guard),
         Join::Wait(mut rx) => {
             let done = tokio::time::timeout(wait, rx.wait_for(|f| !matches!(f, Fill::Pending))).await;
@@ -259,7 +265,7 @@ async fn fill(
     };
     let route_cache = Arc::clone(&keys.service);
     let fw = Forward { conditional: Some(&conditional), ..fw };
-    let request_ms = policy::now_ms();
+    let request_ms = actors::now_unix_ms();
     let result = proxy::forward(fw, payload, kind, client, outcome).await;
     let release = |layer: &CacheLayer| {
         if locked {
@@ -290,15 +296,14 @@ async fn fill(
         if let Some(g) = guard {
             g.finish(Fill::Filled);
         }
-        return Ok(from_entry(req, &stored, stored.age.current_age_ms(policy::now_ms())));
+        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms())));
     }
     if matches!(code.as_u16(), 500 | 502 | 503 | 504)
-        && let Some((old, _)) = &stale
-        && old.freshness.usable_on_error(old.age.current_age_ms(policy::now_ms()))
+        && let Some(old) = stale_on_error(stale.as_ref(), req)
     {
         release(layer);
         *status = Some(CacheStatus::Stale);
-        return Ok(from_entry(req, old, old.age.current_age_ms(policy::now_ms())));
+        return Ok(old);
     }
     let Some(plan) = plan(&res, req, request_ms, layer, spec) else {
         release(layer);
@@ -333,25 +338,29 @@ async fn fill(
 /// A stored response that is fresh for this request, rendered.
 async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest) -> Option<HttpResponse> {
     let hit = layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |n| vary_values(req.headers(), n)).await?;
-    let age = hit.response.age.current_age_ms(policy::now_ms());
+    let age = hit.response.age.current_age_ms(actors::now_unix_ms());
     (hit.response.freshness.usable(age, &CacheControl::default()) == Usable::Fresh)
         .then(|| from_entry(req, &hit.response, age))
 }
 
-/// `stale-if-error`: the stale copy when it may stand in, else the error.
+/// `stale-if-error`: the stale copy rendered, when it may stand in for an upstream error.
+fn stale_on_error(stale: Option<&(Arc<CachedResponse>, String)>, req: &HttpRequest) -> Option<HttpResponse> {
+    let (old, _) = stale?;
+    let age = old.age.current_age_ms(actors::now_unix_ms());
+    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age))
+}
+
+/// `stale-if-error` for an error of the gateway's own (502, 503, 504): the stale copy when
+/// it may stand in, else the error.
 fn stale_or(
     stale: Option<&(Arc<CachedResponse>, String)>,
     req: &HttpRequest,
     e: GatewayError,
     status: &mut Option<CacheStatus>,
 ) -> Result<HttpResponse, GatewayError> {
-    match stale {
-        Some((old, _)) if old.freshness.usable_on_error(old.age.current_age_ms(policy::now_ms())) => {
-            *status = Some(CacheStatus::Stale);
-            Ok(from_entry(req, old, old.age.current_age_ms(policy::now_ms())))
-        }
-        _ => Err(e),
-    }
+    let old = stale_on_error(stale, req).ok_or(e)?;
+    *status = Some(CacheStatus::Stale);
+    Ok(old)
 }
 
 fn keys_of(route: &Route, spec: &CacheSpec, req: &HttpRequest, path: &str, identity: Option<&Identity>) -> Keys {
@@ -394,7 +403,7 @@ async fn invalidate(layer: &CacheLayer, service: &Arc<str>, req: &HttpRequest, p
 
 /// Serves stale now and refreshes the entry once in the background.
 fn spawn_refresh(layer: &CacheLayer, r: Refresh, keys: Keys, stale: Arc<CachedResponse>, key_hash: String) {
-    if layer.coalescer.busy(&format!("{}/{}", keys.service, keys.primary)) {
+    if layer.coalescer.busy(&keys.fill()) {
         return;
     }
     actix_rt::spawn(async move {
