@@ -206,7 +206,13 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
                 .route("/auth/logout", web::post().to(pipeline::logout::logout))
-                .route("/jobs/{id}", web::get().to(crate::queue::status))
+                // A static scope first: a dynamic app-level pattern would run its regex on
+                // every proxied request.
+                .service(
+                    web::scope("/jobs")
+                        .route("/{id}", web::get().to(crate::queue::status))
+                        .default_service(web::to(pipeline::entry)),
+                )
                 .default_service(web::to(pipeline::entry))
         })
         .workers(workers)
@@ -270,7 +276,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         // Leave the membership last: until the listeners are drained we are still serving.
         let _ = membership.send(Leave).await;
     });
-    let (a, b) = futures_util::future::join(main, admin).await;
+    let (a, b) = futures_util::future::join(serve_outside_system(main), admin).await;
     a?;
     b?;
     tracing::info!(node = %node_id, "gateway node stopped");
@@ -299,6 +305,25 @@ fn start_analytics(config: &Config, node: &Arc<str>, store: Option<&Store>, stat
         None => AnalyticsBackend::Memory,
     };
     Analytics::start(Some(AnalyticsActor::new(Arc::clone(node), settings, backend, status.clone())))
+}
+
+/// Drives the proxy listener on a thread of its own with a plain Tokio runtime.
+///
+/// actix-server gives each worker a Tokio `LocalRuntime` when it is started outside an actix
+/// `System`, and a `LocalSet` inside one. Under a `LocalSet` every I/O wake-up of a request
+/// task also wakes the runtime through its eventfd (a `write` system call per event-loop
+/// turn, then an extra `epoll_wait`); a `LocalRuntime` queues the task directly. Actors stay on
+/// the System thread: handlers reach them by message, which works from any thread.
+async fn serve_outside_system(server: actix_web::dev::Server) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("gateway-listener".into()).spawn(move || {
+        let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(server),
+            Err(e) => Err(e),
+        };
+        let _ = tx.send(result);
+    })?;
+    rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the listener thread ended without a result")))
 }
 
 async fn wait_for_signal() {

@@ -39,6 +39,26 @@ fn value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
 }
 
+/// The header value of an address. Formatting an address is a measurable part of a
+/// proxied request, and a node mostly sees few peers (a load balancer, a few clients), so
+/// each thread remembers the last one it formatted.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((seen, v)) = &*last
+            && *seen == ip
+        {
+            return Some(v.clone());
+        }
+        let v = value(&ip.to_string())?;
+        *last = Some((ip, v.clone()));
+        Some(v)
+    })
+}
+
 const HTTP: HeaderValue = HeaderValue::from_static("http");
 const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
@@ -47,7 +67,7 @@ pub fn client_addr(req: &HttpRequest, nets: &[IpNet]) -> ClientAddr {
     let peer = req.peer_addr().map(|a| a.ip());
     let peer_trusted = peer.is_some_and(|p| trusted(p, nets));
     let host = req.headers().get(header::HOST).cloned();
-    let peer_v = peer.and_then(|p| value(&p.to_string())).unwrap_or(HeaderValue::from_static(""));
+    let peer_v = peer.and_then(ip_value).unwrap_or(HeaderValue::from_static(""));
     if !peer_trusted {
         return ClientAddr {
             ip: peer,
@@ -79,7 +99,7 @@ pub fn client_addr(req: &HttpRequest, nets: &[IpNet]) -> ClientAddr {
     };
     ClientAddr {
         ip,
-        real_ip: ip.and_then(|i| value(&i.to_string())),
+        real_ip: ip.and_then(ip_value),
         forwarded_for: value(&forwarded_for).unwrap_or(peer_v),
         forwarded_proto: if first(&names::X_FORWARDED_PROTO) == Some("https") { HTTPS } else { HTTP },
         forwarded_host: first(&names::X_FORWARDED_HOST).filter(|h| !h.is_empty()).and_then(value).or(host),
