@@ -6,6 +6,7 @@
 //! handled per policy's `failure_mode`: `local` (this node's share of the limit), `open`
 //! (admit) or `closed` (refuse with `redis_unavailable`).
 
+mod batch;
 mod memory;
 
 use std::sync::{Arc, LazyLock};
@@ -111,6 +112,41 @@ fn algorithm_name(a: Algorithm) -> &'static str {
     }
 }
 
+/// One request's keys and arguments for `ratelimit.lua`.
+fn encode(store: &Store, checks: &[Check<'_>]) -> batch::Encoded {
+    let counters = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key));
+    let seqs = checks.iter().map(|c| store.keys().rate_limit_seq(c.policy, c.key));
+    let keys: Vec<String> = counters.chain(seqs).collect();
+    let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 4 * checks.len());
+    args.push(checks.len().to_string().into_bytes());
+    for c in checks {
+        args.push(algorithm_name(c.spec.algorithm).as_bytes().to_vec());
+        args.push(c.spec.limit.to_string().into_bytes());
+        args.push((c.spec.window.get().as_millis() as u64).max(1).to_string().into_bytes());
+        args.push(c.spec.burst.to_string().into_bytes());
+    }
+    batch::Encoded { keys, args, policies: checks.len() }
+}
+
+/// One request's part of the script's reply: allowed, then three numbers per policy.
+fn decode(reply: &[i64], policies: usize) -> Option<Outcome> {
+    if reply.len() != 1 + 3 * policies {
+        return None;
+    }
+    let verdicts = (0..policies)
+        .map(|i| {
+            let r = &reply[1 + 3 * i..4 + 3 * i];
+            Verdict {
+                allowed: r[2] == 0,
+                remaining: r[0].max(0) as u64,
+                reset_ms: r[1].max(0) as u64,
+                retry_ms: r[2].max(0) as u64,
+            }
+        })
+        .collect();
+    Some(Outcome { allowed: reply[0] == 1, verdicts })
+}
+
 impl Limiter {
     /// A limiter over Redis (`store`) or, without one, in memory.
     pub fn new(store: Option<Store>, status: NodeStatus) -> Self {
@@ -212,35 +248,22 @@ impl Limiter {
         Some(Outcome { allowed, verdicts: verdicts.into_iter().collect::<Option<Vec<_>>>()? })
     }
 
+    /// One request's decision in one script call: `decide` joins this thread's shared call
+    /// of the turn (`batch`), `peek` runs on its own.
     async fn script_one(&self, store: &Store, mode: &str, checks: &[Check<'_>]) -> Option<Outcome> {
-        let counters = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key));
-        let seqs = checks.iter().map(|c| store.keys().rate_limit_seq(c.policy, c.key));
-        let keys: Vec<String> = counters.chain(seqs).collect();
-        let mut args: Vec<Vec<u8>> = vec![mode.as_bytes().to_vec(), checks.len().to_string().into_bytes()];
-        for c in checks {
-            args.push(algorithm_name(c.spec.algorithm).as_bytes().to_vec());
-            args.push(c.spec.limit.to_string().into_bytes());
-            args.push((c.spec.window.get().as_millis() as u64).max(1).to_string().into_bytes());
-            args.push(c.spec.burst.to_string().into_bytes());
-        }
-        let arg_refs: Vec<&dyn crate::redis::ToRedisArgsDyn> =
-            args.iter().map(|a| a as &dyn crate::redis::ToRedisArgsDyn).collect();
-        let reply = store.script::<Vec<i64>>(&SCRIPT, &keys, &arg_refs).await.ok()?;
-        if reply.len() != 1 + 3 * checks.len() {
-            return None;
-        }
-        let verdicts = (0..checks.len())
-            .map(|i| {
-                let r = &reply[1 + 3 * i..4 + 3 * i];
-                Verdict {
-                    allowed: r[2] == 0,
-                    remaining: r[0].max(0) as u64,
-                    reset_ms: r[1].max(0) as u64,
-                    retry_ms: r[2].max(0) as u64,
-                }
-            })
-            .collect();
-        Some(Outcome { allowed: reply[0] == 1, verdicts })
+        let request = encode(store, checks);
+        let reply = if mode == "decide" {
+            // On Cluster every key of one call must share a slot: group by key value.
+            let group = if store.is_cluster() { checks.first()?.key.to_owned() } else { String::new() };
+            batch::decide(store, group, request).await?
+        } else {
+            let mut args = vec![mode.as_bytes().to_vec(), b"1".to_vec()];
+            args.extend(request.args);
+            let refs: Vec<&dyn crate::redis::ToRedisArgsDyn> =
+                args.iter().map(|a| a as &dyn crate::redis::ToRedisArgsDyn).collect();
+            store.script::<Vec<i64>>(&SCRIPT, &request.keys, &refs).await.ok()?
+        };
+        decode(&reply, checks.len())
     }
 
     /// Decides a request against `checks` (all-or-nothing).

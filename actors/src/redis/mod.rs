@@ -198,6 +198,11 @@ impl Store {
         &self.cfg
     }
 
+    /// Identifies the Redis deployment this handle talks to (equal for every clone).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.target) as usize
+    }
+
     /// Whether this is Redis Cluster (where one script's keys must share a slot).
     pub fn is_cluster(&self) -> bool {
         matches!(*self.target, Target::Cluster { .. })
@@ -493,12 +498,12 @@ impl Store {
 }
 
 /// Object-safe wrapper so scripts can take mixed argument types.
-pub trait ToRedisArgsDyn {
+pub trait ToRedisArgsDyn: Sync {
     /// The argument as Redis bytes.
     fn to_args(&self) -> Vec<Vec<u8>>;
 }
 
-impl<T: ToRedisArgs> ToRedisArgsDyn for T {
+impl<T: ToRedisArgs + Sync> ToRedisArgsDyn for T {
     fn to_args(&self) -> Vec<Vec<u8>> {
         self.to_redis_args()
     }
