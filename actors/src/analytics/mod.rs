@@ -62,6 +62,8 @@ pub struct AnalyticsActor {
     status: NodeStatus,
     /// Memory mode: every minute kept; Redis mode: counters not yet flushed.
     counters: Aggregates,
+    /// Records counted since the last flush or query, folded but not yet in `counters`.
+    pending: model::Pending,
     stream: Vec<Record>,
     caps: Caps,
     flushing: bool,
@@ -76,6 +78,7 @@ impl AnalyticsActor {
             backend,
             status,
             counters: Aggregates::default(),
+            pending: model::Pending::default(),
             stream: Vec::new(),
             caps: Caps::new(MAX_DISTINCT),
             flushing: false,
@@ -86,7 +89,15 @@ impl AnalyticsActor {
         (self.settings.batch * 32).clamp(1024, 65_536)
     }
 
+    /// Moves the folded records into `counters`.
+    fn settle(&mut self) {
+        if !self.pending.is_empty() {
+            self.pending.drain_into(&mut self.counters, &mut self.caps);
+        }
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.settle();
         let Backend::Redis(store) = &self.backend else {
             let oldest = now_minute().saturating_sub(memory_minutes(&self.settings));
             self.counters.prune_before(oldest);
@@ -141,7 +152,7 @@ impl Actor for AnalyticsActor {
 
 impl AnalyticsActor {
     fn add(&mut self, r: Record, ctx: &mut Context<Self>) {
-        model::add(&mut self.counters, &mut self.caps, &r);
+        self.pending.fold(&r);
         if let Backend::Redis(_) = self.backend {
             if self.stream.len() >= self.settings.batch * 8 {
                 // A flush is stuck: raw entries are the first thing to give up.
@@ -226,6 +237,7 @@ impl Handler<QueryAnalytics> for AnalyticsActor {
     type Result = ResponseFuture<Report>;
 
     fn handle(&mut self, msg: QueryAnalytics, _: &mut Context<Self>) -> Self::Result {
+        self.settle();
         let q = msg.0;
         let pending: std::collections::BTreeMap<_, _> =
             self.counters.minutes.range(q.minutes()).map(|(m, f)| (*m, f.clone())).collect();

@@ -191,13 +191,22 @@ impl Caps {
 /// tokens) by `:id`, so `/users/42` and `/users/43` count as one endpoint.
 pub fn template_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
+    write_template_path(&mut out, path);
+    out
+}
+
+/// Appends `template_path(path)` to `out`.
+pub fn write_template_path(out: &mut String, path: &str) {
+    let start = out.len();
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
         out.push_str(if looks_like_id(seg) { ":id" } else { seg });
     }
-    if out.is_empty() { "/".into() } else { out }
+    if out.len() == start {
+        out.push('/');
+    }
 }
 
 fn looks_like_id(seg: &str) -> bool {
@@ -213,45 +222,132 @@ fn looks_like_id(seg: &str) -> bool {
 
 /// Adds one record to `agg` (endpoint and consumer capped through `caps`).
 pub fn add(agg: &mut Aggregates, caps: &mut Caps, r: &Record) {
-    let minute = r.at_ms / 60_000;
-    // Keep only the current and the previous minute's sets.
-    while caps.seen.len() > 2 {
-        caps.seen.pop_first();
+    let mut pending = Pending::default();
+    pending.fold(r);
+    pending.drain_into(agg, caps);
+}
+
+/// The counters of the records that share minute, service, method, path and consumer.
+#[derive(Debug)]
+struct Tally {
+    minute: u64,
+    service: Option<Arc<str>>,
+    method: &'static str,
+    path: String,
+    consumer: Option<String>,
+    requests: u64,
+    errors: u64,
+    limited: u64,
+    hits: u64,
+    classes: [u64; 5],
+    hist: [u64; BUCKETS],
+}
+
+/// Records folded by what their counter fields share: one hash lookup per record, and the
+/// field names (path template, endpoint and consumer caps) built once per distinct
+/// combination when drained into `Aggregates`, instead of once per record.
+#[derive(Debug, Default)]
+pub struct Pending {
+    tallies: HashMap<String, Tally>,
+    key: String,
+}
+
+impl Pending {
+    /// Counts `r`.
+    pub fn fold(&mut self, r: &Record) {
+        use std::fmt::Write;
+        let minute = r.at_ms / 60_000;
+        self.key.clear();
+        let _ = write!(self.key, "{minute}");
+        for part in [r.service.as_deref().unwrap_or(NO_SERVICE), r.method, &r.path, r.consumer.as_deref().unwrap_or("")]
+        {
+            self.key.push('\u{1f}');
+            self.key.push_str(part);
+        }
+        if r.consumer.is_none() {
+            self.key.push('\u{1e}');
+        }
+        let t = match self.tallies.get_mut(self.key.as_str()) {
+            Some(t) => t,
+            None => self.tallies.entry(self.key.clone()).or_insert_with(|| Tally {
+                minute,
+                service: r.service.clone(),
+                method: r.method,
+                path: r.path.clone(),
+                consumer: r.consumer.clone(),
+                requests: 0,
+                errors: 0,
+                limited: 0,
+                hits: 0,
+                classes: [0; 5],
+                hist: [0; BUCKETS],
+            }),
+        };
+        t.requests += 1;
+        t.errors += u64::from(r.status >= 500);
+        t.limited += u64::from(r.limiter == LimiterResult::Limited);
+        t.hits += u64::from(r.cache == Some("HIT"));
+        t.classes[usize::from((r.status / 100).clamp(1, 5) - 1)] += 1;
+        t.hist[bucket_of(r.latency_us as f64 / 1000.0)] += 1;
     }
-    let (endpoints, consumers) = caps.seen.entry(minute).or_default();
-    let svc = r.service.as_deref().unwrap_or(NO_SERVICE);
-    let mut field = String::with_capacity(svc.len() + 64);
-    let mut put = |suffix: &str, n: u64| {
-        field.clear();
-        field.push_str(svc);
-        field.push('|');
-        field.push_str(suffix);
-        agg.bump(minute, &field, n);
-    };
-    put("n", 1);
-    if r.status >= 500 {
-        put("e", 1);
+
+    /// Whether nothing was folded since the last drain.
+    pub fn is_empty(&self) -> bool {
+        self.tallies.is_empty()
     }
-    if r.limiter == LimiterResult::Limited {
-        put("r", 1);
+
+    /// Moves every tally into `agg` (endpoint and consumer capped through `caps`).
+    pub fn drain_into(&mut self, agg: &mut Aggregates, caps: &mut Caps) {
+        let mut tallies: Vec<Tally> = self.tallies.drain().map(|(_, t)| t).collect();
+        // Oldest minute first: `caps` keeps only the two latest minutes' sets.
+        tallies.sort_by_key(|t| t.minute);
+        for t in tallies {
+            t.add_to(agg, caps);
+        }
     }
-    if r.cache == Some("HIT") {
-        put("c", 1);
-    }
-    let class = (r.status / 100).clamp(1, 5);
-    put(["1", "2", "3", "4", "5"][usize::from(class - 1)], 1);
-    let bucket = bucket_of(r.latency_us as f64 / 1000.0);
-    put(&format!("h{bucket}"), 1);
-    let path = template_path(&r.path);
-    let endpoint = format!("{} {path}", r.method);
-    if Caps::admit(caps.max, endpoints, &endpoint) == OTHER {
-        put(&format!("p {} {OTHER}", r.method), 1);
-    } else {
-        put(&format!("p {endpoint}"), 1);
-    }
-    if let Some(c) = &r.consumer {
-        let c = Caps::admit(caps.max, consumers, c);
-        put(&format!("u {c}"), 1);
+}
+
+impl Tally {
+    fn add_to(&self, agg: &mut Aggregates, caps: &mut Caps) {
+        let minute = self.minute;
+        // Keep only the current and the previous minute's sets.
+        while caps.seen.len() > 2 {
+            caps.seen.pop_first();
+        }
+        let (endpoints, consumers) = caps.seen.entry(minute).or_default();
+        let svc = self.service.as_deref().unwrap_or(NO_SERVICE);
+        let mut field = String::with_capacity(svc.len() + 64);
+        let mut put = |suffix: &str, n: u64| {
+            if n == 0 {
+                return;
+            }
+            field.clear();
+            field.push_str(svc);
+            field.push('|');
+            field.push_str(suffix);
+            agg.bump(minute, &field, n);
+        };
+        put("n", self.requests);
+        put("e", self.errors);
+        put("r", self.limited);
+        put("c", self.hits);
+        for (class, n) in ["1", "2", "3", "4", "5"].iter().zip(self.classes) {
+            put(class, n);
+        }
+        for (bucket, n) in self.hist.iter().enumerate().filter(|(_, n)| **n > 0) {
+            put(&format!("h{bucket}"), *n);
+        }
+        let path = template_path(&self.path);
+        let endpoint = format!("{} {path}", self.method);
+        if Caps::admit(caps.max, endpoints, &endpoint) == OTHER {
+            put(&format!("p {} {OTHER}", self.method), self.requests);
+        } else {
+            put(&format!("p {endpoint}"), self.requests);
+        }
+        if let Some(c) = &self.consumer {
+            let c = Caps::admit(caps.max, consumers, c);
+            put(&format!("u {c}"), self.requests);
+        }
     }
 }
 
@@ -272,6 +368,33 @@ mod tests {
             cache: None,
             limiter: LimiterResult::Unlimited,
         }
+    }
+
+    #[test]
+    fn folded_records_count_as_records_added_one_by_one() {
+        let mut records = Vec::new();
+        for i in 0..300u64 {
+            let mut r = record(["a", "b"][(i % 2) as usize], [200, 404, 503][(i % 3) as usize], i % 17);
+            r.path = format!("/api/users/{}", i % 5);
+            r.at_ms = 120_000 + (i % 2) * 60_000;
+            r.consumer = (i % 4 != 0).then(|| format!("c{}", i % 3));
+            r.limiter = if i % 7 == 0 { LimiterResult::Limited } else { LimiterResult::Allowed };
+            r.cache = (i % 5 == 0).then_some("HIT");
+            records.push(r);
+        }
+        let (mut one_by_one, mut caps1) = (Aggregates::default(), Caps::new(3));
+        for r in &records {
+            add(&mut one_by_one, &mut caps1, r);
+        }
+        let (mut folded, mut caps2, mut pending) = (Aggregates::default(), Caps::new(3), Pending::default());
+        for r in &records {
+            pending.fold(r);
+        }
+        pending.drain_into(&mut folded, &mut caps2);
+        assert!(pending.is_empty());
+        // Same fields and counts (the endpoint caps only see templated paths, all alike).
+        assert_eq!(one_by_one.minutes, folded.minutes);
+        assert_eq!(folded.requests_in(2), 150);
     }
 
     #[test]
