@@ -37,6 +37,8 @@ impl RedisState {
 struct Inner {
     redis: AtomicU8,
     degraded: AtomicU32,
+    /// Actors whose `gateway_degraded` gauge has been written at least once.
+    reported: AtomicU32,
     registry_loaded: AtomicBool,
     live_nodes: AtomicU32,
     leader: AtomicBool,
@@ -54,6 +56,7 @@ impl NodeStatus {
         Self(Arc::new(Inner {
             redis: AtomicU8::new(MEMORY),
             degraded: AtomicU32::new(0),
+            reported: AtomicU32::new(0),
             registry_loaded: AtomicBool::new(true),
             live_nodes: AtomicU32::new(1),
             leader: AtomicBool::new(true),
@@ -67,6 +70,7 @@ impl NodeStatus {
         Self(Arc::new(Inner {
             redis: AtomicU8::new(DOWN),
             degraded: AtomicU32::new(1),
+            reported: AtomicU32::new(0),
             registry_loaded: AtomicBool::new(false),
             live_nodes: AtomicU32::new(1),
             leader: AtomicBool::new(false),
@@ -99,12 +103,20 @@ impl NodeStatus {
     pub fn set_degraded(&self, actor: &str, degraded: bool) {
         if let Some(i) = ACTORS.iter().position(|a| *a == actor) {
             let bit = 1u32 << i;
-            if degraded {
-                self.0.degraded.fetch_or(bit, Ordering::Relaxed);
+            let before = if degraded {
+                self.0.degraded.fetch_or(bit, Ordering::Relaxed)
             } else {
-                self.0.degraded.fetch_and(!bit, Ordering::Relaxed);
+                self.0.degraded.fetch_and(!bit, Ordering::Relaxed)
+            };
+            // The request path calls this on every decision: touch the metrics registry
+            // (a lookup by name and labels) only when the state changes.
+            let changed = (before & bit != 0) != degraded;
+            let first = self.0.reported.fetch_or(bit, Ordering::Relaxed) & bit == 0;
+            if changed || first {
+                // The state as it is now, in case another thread changed it meanwhile.
+                let now = self.0.degraded.load(Ordering::Relaxed) & bit != 0;
+                metrics::gauge!(crate::names::M_DEGRADED, "actor" => ACTORS[i]).set(if now { 1.0 } else { 0.0 });
             }
-            metrics::gauge!(crate::names::M_DEGRADED, "actor" => ACTORS[i]).set(if degraded { 1.0 } else { 0.0 });
         }
     }
 

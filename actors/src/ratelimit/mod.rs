@@ -85,6 +85,9 @@ pub struct Limiter {
     /// Local fast path: counters known to be exhausted until a time (ms), so a client that
     /// keeps hammering a full limit costs no Redis round trip (as Envoy's ratelimit does).
     blocked: Arc<Vec<BlockedShard>>,
+    /// The latest "blocked until" (ms) ever remembered: before it passes, look the counters
+    /// up; after, nothing can be blocked and the lookup (a key string and a lock) is skipped.
+    blocked_until: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn counter_id(policy: &str, key: &str) -> String {
@@ -151,7 +154,13 @@ impl Limiter {
     /// A limiter over Redis (`store`) or, without one, in memory.
     pub fn new(store: Option<Store>, status: NodeStatus) -> Self {
         let blocked = (0..16).map(|_| std::sync::Mutex::new(std::collections::HashMap::new())).collect();
-        Self { store, memory: Arc::new(MemoryLimiter::default()), status, blocked: Arc::new(blocked) }
+        Self {
+            store,
+            memory: Arc::new(MemoryLimiter::default()),
+            status,
+            blocked: Arc::new(blocked),
+            blocked_until: Arc::default(),
+        }
     }
 
     fn blocked_shard(&self, id: &str) -> &BlockedShard {
@@ -160,6 +169,9 @@ impl Limiter {
 
     /// A refusal known locally: some policy's counter is exhausted until later.
     fn known_refusal(&self, checks: &[Check<'_>], now: u64) -> Option<Outcome> {
+        if now >= self.blocked_until.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let mut refused = false;
         let verdicts = checks
             .iter()
@@ -191,6 +203,7 @@ impl Limiter {
                     shard.retain(|_, (until, _)| *until > now);
                 }
                 shard.insert(id, (now + v.retry_ms, *v));
+                self.blocked_until.fetch_max(now + v.retry_ms, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
