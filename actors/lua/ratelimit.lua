@@ -5,7 +5,7 @@
 -- the same call, each seeing the counters as the previous ones left them.
 -- KEYS     per request i with n_i policies: its n_i counters (hash; a sorted set for
 --          sliding_log), then its n_i sequence hashes (sliding_log member ids; declared so
---          Redis Cluster sees them)
+--          Redis Cluster sees them; the other algorithms repeat their counter, unused)
 -- ARGV[1]  mode: 'decide' (check and commit) or 'peek' (report, change nothing)
 -- ARGV[2]  number of requests; then per request: n_i, then per policy: algorithm, limit,
 --          window_ms, burst

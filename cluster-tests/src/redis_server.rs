@@ -15,22 +15,34 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
-    /// Starts a server and waits until it answers PING.
+    /// Starts a server and waits until it answers PING. A free port can be taken by
+    /// another test's outgoing connection before the server binds it, so a server that
+    /// exits at once is started again on a fresh port.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        for _ in 0..4 {
+            if let Some(redis) = Self::try_start_on(free_port()) {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on four free ports");
     }
 
     /// Starts a server on `port` (used to restart on the same address).
     pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not answer PING on {port}"))
+    }
+
+    fn try_start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
-        let redis = Self { child: Some(child), port };
-        assert!(wait_until(Duration::from_secs(10), || redis.ping()), "redis-server did not answer PING on {port}");
-        redis
+        let mut redis = Self { child: Some(child), port };
+        let exited = |r: &mut Self| r.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some());
+        let up = wait_until(Duration::from_secs(10), || exited(&mut redis) || redis.ping());
+        (up && !exited(&mut redis)).then_some(redis)
     }
 
     /// The port.

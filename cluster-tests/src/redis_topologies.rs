@@ -65,6 +65,36 @@ fn answers_ping(port: u16) -> bool {
     redis_cli(port, &["PING"]).as_deref() == Some("PONG")
 }
 
+/// Starts one `--cluster-enabled` node in `dir`. A free port can be taken by another
+/// test's outgoing connection before the server binds it, so a node that does not come
+/// up (or exits) is started again on fresh ports.
+fn start_cluster_node(dir: &Path) -> (Proc, u16) {
+    for _ in 0..4 {
+        // The bus port is explicit: port + 10000 may not exist for a high free port.
+        let (port, bus) = (free_port(), free_port());
+        let extra: Vec<String> = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            &bus.to_string(),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let _ = std::fs::remove_file(dir.join("nodes.conf"));
+        let mut node = plain_server(port, dir, &extra);
+        let exited = |n: &mut Proc| n.0.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some());
+        if wait_until(Duration::from_secs(10), || exited(&mut node) || answers_ping(port)) && !exited(&mut node) {
+            return (node, port);
+        }
+    }
+    panic!("a cluster node in {} did not start on four pairs of ports", dir.display());
+}
+
 /// Six `--cluster-enabled` nodes joined by `redis-cli --cluster create --cluster-replicas 1`.
 pub struct TestRedisCluster {
     nodes: Vec<Proc>,
@@ -79,28 +109,11 @@ impl TestRedisCluster {
         let mut nodes = Vec::new();
         let mut ports = Vec::new();
         for i in 0..6 {
-            // The bus port is explicit: port + 10000 may not exist for a high free port.
-            let (port, bus) = (free_port(), free_port());
             let node_dir = dir.join(format!("n{i}"));
             std::fs::create_dir_all(&node_dir).expect("node dir");
-            let extra: Vec<String> = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                &bus.to_string(),
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            nodes.push(plain_server(port, &node_dir, &extra));
+            let (node, port) = start_cluster_node(&node_dir);
+            nodes.push(node);
             ports.push(port);
-        }
-        for &p in &ports {
-            assert!(wait_until(Duration::from_secs(10), || answers_ping(p)), "cluster node {p} did not start");
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use tokio::sync::oneshot;
 
-use crate::redis::{Store, ToRedisArgsDyn};
+use crate::redis::Store;
 
 /// At most this many requests go into one script call; a larger turn is split.
 const MAX_BATCH: usize = 128;
@@ -76,8 +76,7 @@ async fn run(store: &Store, waiters: Vec<Waiter>) {
         args.extend(w.request.args);
         answers.push((w.request.policies, w.answer));
     }
-    let refs: Vec<&dyn ToRedisArgsDyn> = args.iter().map(|a| a as &dyn ToRedisArgsDyn).collect();
-    let reply = store.script::<Vec<i64>>(&super::SCRIPT, &keys, &refs).await.ok();
+    let reply = store.script_bytes::<Vec<i64>>(&super::SCRIPT, &keys, &args).await.ok();
     let expected: usize = answers.iter().map(|(n, _)| 1 + 3 * n).sum();
     let mut rest = match reply {
         Some(r) if r.len() == expected => r.into_iter(),

@@ -117,9 +117,16 @@ fn algorithm_name(a: Algorithm) -> &'static str {
 
 /// One request's keys and arguments for `ratelimit.lua`.
 fn encode(store: &Store, checks: &[Check<'_>]) -> batch::Encoded {
-    let counters = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key));
-    let seqs = checks.iter().map(|c| store.keys().rate_limit_seq(c.policy, c.key));
-    let keys: Vec<String> = counters.chain(seqs).collect();
+    let mut keys: Vec<String> = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key)).collect();
+    for (i, c) in checks.iter().enumerate() {
+        // Only sliding_log uses its sequence hash; the others declare their counter again
+        // (same slot) instead of paying for a key name they never touch.
+        let seq = match c.spec.algorithm {
+            Algorithm::SlidingLog => store.keys().rate_limit_seq(c.policy, c.key),
+            _ => keys[i].clone(),
+        };
+        keys.push(seq);
+    }
     let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 4 * checks.len());
     args.push(checks.len().to_string().into_bytes());
     for c in checks {
@@ -272,9 +279,7 @@ impl Limiter {
         } else {
             let mut args = vec![mode.as_bytes().to_vec(), b"1".to_vec()];
             args.extend(request.args);
-            let refs: Vec<&dyn crate::redis::ToRedisArgsDyn> =
-                args.iter().map(|a| a as &dyn crate::redis::ToRedisArgsDyn).collect();
-            store.script::<Vec<i64>>(&SCRIPT, &request.keys, &refs).await.ok()?
+            store.script_bytes::<Vec<i64>>(&SCRIPT, &request.keys, &args).await.ok()?
         };
         decode(&reply, checks.len())
     }

@@ -444,14 +444,41 @@ impl Store {
         keys: &[String],
         args: &[&dyn ToRedisArgsDyn],
     ) -> Result<T, StoreError> {
+        self.invoke(script, keys, |inv| {
+            for a in args {
+                inv.arg(a.to_args());
+            }
+        })
+        .await
+    }
+
+    /// `script` with arguments already encoded (no conversion per argument).
+    pub async fn script_bytes<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> Result<T, StoreError> {
+        self.invoke(script, keys, |inv| {
+            for a in args {
+                inv.arg(a.as_slice());
+            }
+        })
+        .await
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        add_args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<T, StoreError> {
         let mut conn = self.connection()?;
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k);
         }
-        for a in args {
-            inv.arg(a.to_args());
-        }
+        add_args(&mut inv);
         let started = std::time::Instant::now();
         let r = tokio::time::timeout(self.cfg.command_timeout, inv.invoke_async(&mut conn)).await;
         self.observe(r, started)

@@ -174,7 +174,8 @@ pub(super) fn revalidated(
 ) -> Option<(CachedResponse, Duration)> {
     let mut merged = HeaderMap::new();
     for (n, v) in &old.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(v)) {
+        // `from_maybe_shared`: the stored bytes are shared, not copied, on every hit.
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_maybe_shared(v.clone())) {
             merged.append(n, v);
         }
     }
@@ -217,7 +218,8 @@ pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64)
         {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(v)) {
+        // `from_maybe_shared`: the stored bytes are shared, not copied, on every hit.
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_maybe_shared(v.clone())) {
             res.append_header((n, v));
         }
     }
