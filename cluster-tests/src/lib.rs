@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 pub use gateway::{GatewayProcess, gateway_bin};
-pub use redis_server::TestRedis;
+pub use redis_server::{TestRedis, test_store};
 pub use redis_topologies::{TestRedisCluster, TestSentinel, TestTlsRedis, redis_cli};
 pub use upstream::{MockUpstream, Recorded};
 

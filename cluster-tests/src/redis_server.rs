@@ -96,3 +96,16 @@ impl Drop for TestRedis {
         self.kill();
     }
 }
+
+/// An `actors::redis::Store` (key prefix `gw:`) for tests that drive actors directly.
+pub fn test_store(url: String, topology: actors::redis::Topology, command_timeout: Duration) -> actors::redis::Store {
+    let cfg = actors::redis::StoreConfig {
+        url,
+        topology,
+        tls: actors::redis::TlsFiles::default(),
+        connect_timeout: Duration::from_millis(500),
+        command_timeout,
+        key_prefix: "gw:".into(),
+    };
+    actors::redis::Store::new(cfg, actors::status::NodeStatus::redis()).expect("valid settings")
+}

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actors::ratelimit::{Check, Limiter};
-use actors::redis::{Store, StoreConfig, TlsFiles, Topology};
+use actors::redis::{Store, Topology};
 use actors::spec::{Algorithm, FailureMode, KeySpec, PolicySpec};
 use actors::status::NodeStatus;
 use actors::units::HumanDuration;
@@ -14,15 +14,7 @@ use cluster_tests::{TestRedis, TestRedisCluster};
 use futures_util::future::join_all;
 
 fn store(url: String, topology: Topology) -> Store {
-    let cfg = StoreConfig {
-        url,
-        topology,
-        tls: TlsFiles::default(),
-        connect_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_millis(2000),
-        key_prefix: "gw:".into(),
-    };
-    Store::new(cfg, NodeStatus::redis()).expect("valid settings")
+    cluster_tests::test_store(url, topology, Duration::from_millis(2000))
 }
 
 fn policy(algorithm: Algorithm, limit: u64) -> PolicySpec {

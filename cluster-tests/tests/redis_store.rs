@@ -4,21 +4,12 @@
 
 use std::time::Duration;
 
-use actors::redis::{Store, StoreConfig, TlsFiles, Topology};
-use actors::status::NodeStatus;
+use actors::redis::{Store, Topology};
 use cluster_tests::{TestRedis, TestRedisCluster};
 use futures_util::StreamExt;
 
 fn store(url: String, topology: Topology) -> Store {
-    let cfg = StoreConfig {
-        url,
-        topology,
-        tls: TlsFiles::default(),
-        connect_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_millis(500),
-        key_prefix: "gw:".into(),
-    };
-    Store::new(cfg, NodeStatus::redis()).expect("valid settings")
+    cluster_tests::test_store(url, topology, Duration::from_millis(500))
 }
 
 /// A blocking BLMOVE on a dedicated connection is woken by an LPUSH through the shared
