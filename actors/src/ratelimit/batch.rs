@@ -43,6 +43,15 @@ thread_local! {
 /// for this request (allowed, then three numbers per policy), `None` when Redis failed.
 pub(super) async fn decide(store: &Store, group: String, request: Encoded) -> Option<Vec<i64>> {
     let (answer, reply) = oneshot::channel();
+    // The flush must run on this thread to find this thread's queue: only a current-thread
+    // runtime (every actix-web worker and actix arbiter) guarantees that. Elsewhere each
+    // decision makes its own call.
+    let current_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    if !current_thread {
+        run(store, vec![Waiter { request, answer }]).await;
+        return reply.await.ok().flatten();
+    }
     let id = (store.id(), group);
     let first = PENDING.with(|p| {
         let mut p = p.borrow_mut();
