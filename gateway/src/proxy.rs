@@ -309,21 +309,7 @@ fn classify(e: SendRequestError, timeout: Duration, ep: &Endpoint) -> GatewayErr
 }
 
 fn upstream_url(fw: &Forward<'_>, ep: &Endpoint) -> String {
-    let query = fw.req.query_string();
-    let base = ep.url.base_path();
-    let path = if !base.is_empty() && fw.upstream_path == "/" { "" } else { fw.upstream_path };
-    let mut url = String::with_capacity(ep.origin.len() + base.len() + path.len() + query.len() + 2);
-    url.push_str(&ep.origin);
-    url.push_str(base);
-    url.push_str(path);
-    if url.len() == ep.origin.len() {
-        url.push('/');
-    }
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
+    endpoint_url(ep, fw.upstream_path, fw.req.query_string())
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must not pass on.
@@ -500,11 +486,14 @@ pub async fn buffer_body(fw: &Forward<'_>, payload: web::Payload, kind: BodyKind
     read_all(LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone()), &fault, fw.limits).await
 }
 
-/// `origin + base path + path [+ ? query]` for an endpoint (as `upstream_url` builds it).
+/// `origin + base path + path [+ ? query]` for an endpoint (proxied requests and jobs).
 pub fn endpoint_url(ep: &Endpoint, path: &str, query: &str) -> String {
     let base = ep.url.base_path();
     let path = if !base.is_empty() && path == "/" { "" } else { path };
-    let mut url = format!("{}{base}{path}", ep.origin);
+    let mut url = String::with_capacity(ep.origin.len() + base.len() + path.len() + query.len() + 2);
+    url.push_str(&ep.origin);
+    url.push_str(base);
+    url.push_str(path);
     if url.len() == ep.origin.len() {
         url.push('/');
     }

@@ -525,12 +525,12 @@ impl Store {
 }
 
 /// Object-safe wrapper so scripts can take mixed argument types.
-pub trait ToRedisArgsDyn: Sync {
+pub trait ToRedisArgsDyn {
     /// The argument as Redis bytes.
     fn to_args(&self) -> Vec<Vec<u8>>;
 }
 
-impl<T: ToRedisArgs + Sync> ToRedisArgsDyn for T {
+impl<T: ToRedisArgs> ToRedisArgsDyn for T {
     fn to_args(&self) -> Vec<Vec<u8>> {
         self.to_redis_args()
     }

@@ -174,8 +174,7 @@ pub(super) fn revalidated(
 ) -> Option<(CachedResponse, Duration)> {
     let mut merged = HeaderMap::new();
     for (n, v) in &old.headers {
-        // `from_maybe_shared`: the stored bytes are shared, not copied, on every hit.
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_maybe_shared(v.clone())) {
+        if let Some((n, v)) = stored_header(n, v) {
             merged.append(n, v);
         }
     }
@@ -204,6 +203,11 @@ pub(super) fn revalidated(
     Some((CachedResponse { headers, age, freshness, ..old.clone() }, ttl))
 }
 
+/// A stored header as a response header; the value shares the stored bytes (no copy).
+fn stored_header(name: &str, value: &Bytes) -> Option<(HeaderName, HeaderValue)> {
+    Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_maybe_shared(value.clone()).ok()?))
+}
+
 /// Renders a stored response (or a `304` when the client's validators match it).
 pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64) -> HttpResponse {
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
@@ -218,8 +222,7 @@ pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64)
         {
             continue;
         }
-        // `from_maybe_shared`: the stored bytes are shared, not copied, on every hit.
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_maybe_shared(v.clone())) {
+        if let Some((n, v)) = stored_header(n, v) {
             res.append_header((n, v));
         }
     }
