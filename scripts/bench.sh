@@ -10,6 +10,8 @@
 # Environment overrides:
 #   DURATION=10s  CONNECTIONS=32  THREADS=1  WARMUP=3s   wrk parameters
 #   SKIP_BUILD=1                                          do not run cargo build
+#   HOLD=1      start everything, print the scenario URLs and the token, then wait (for
+#               profiling by hand: perf, strace, callgrind); Ctrl-C stops it all
 #
 # Loopback only. Everything it starts is stopped on exit, even on failure.
 set -euo pipefail
@@ -440,6 +442,16 @@ url_for() {
     express_full) echo "http://127.0.0.1:$EXPRESS_PORT/bench" ;;
   esac
 }
+
+if [ "${HOLD:-0}" = 1 ]; then
+  for s in "${SCENARIOS[@]}"; do echo "$s: $(url_for "$s")"; done
+  echo "token: $BENCH_TOKEN"
+  echo "gateway pid: ${GATEWAY_PID:-none}; redis port: ${REDIS_PORT:-none}; config: $TMP/gateway.toml"
+  echo "holding (HOLD=1): Ctrl-C or kill $$ stops everything"
+  sleep infinity &
+  wait $! || true
+  exit 0
+fi
 
 # ---- wrk runs -------------------------------------------------------------------------
 # to_ms VALUE: wrk latency ("812.00us", "1.23ms", "1.01s", "2.00m") -> milliseconds.

@@ -16,6 +16,27 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local peek = ARGV[1] == 'peek'
 local requests = tonumber(ARGV[2])
 local out = {}
+-- Hash counters are read at most once per call and written at most once, at the end:
+-- `state` holds each counter as the requests decided so far left it, `ttl` the expiry of
+-- each changed one (the script is atomic, so nobody else sees the intermediate values).
+local state, ttl, changed = {}, {}, {}
+local function load(key, ...)
+  local s = state[key]
+  if not s then
+    local fields = { ... }
+    local h = redis.call('HMGET', key, ...)
+    s = {}
+    for i, f in ipairs(fields) do s[f] = tonumber(h[i]) end
+    state[key] = s
+  end
+  return s
+end
+local function store(key, ms, fields)
+  local s = state[key]
+  for f, v in pairs(fields) do s[f] = v end
+  if not ttl[key] then changed[#changed + 1] = key end
+  ttl[key] = ms
+end
 local a = 3 -- ARGV cursor: the current request's n
 local k = 0 -- KEYS cursor: before the current request's first counter
 for _ = 1, requests do
@@ -31,26 +52,22 @@ for _ = 1, requests do
     local ok, remaining, reset, retry
     if alg == 'fixed_window' then
       local win = math.floor(now / w)
-      local h = redis.call('HMGET', key, 'w', 'c')
+      local h = load(key, 'w', 'c')
       local c = 0
-      if tonumber(h[1]) == win then c = tonumber(h[2]) or 0 end
+      if h.w == win then c = h.c or 0 end
       ok = c < limit
       reset = (win + 1) * w - now
       retry = reset
       remaining = limit - c
-      commits[i] = function()
-        redis.call('HSET', key, 'w', win, 'c', c + 1)
-        redis.call('PEXPIRE', key, w * 2)
-      end
+      commits[i] = function() store(key, w * 2, { w = win, c = c + 1 }) end
     elseif alg == 'sliding_window' then
       local win = math.floor(now / w)
-      local h = redis.call('HMGET', key, 'w', 'c', 'p')
-      local hw = tonumber(h[1])
+      local h = load(key, 'w', 'c', 'p')
       local cur, prev = 0, 0
-      if hw == win then
-        cur, prev = tonumber(h[2]) or 0, tonumber(h[3]) or 0
-      elseif hw == win - 1 then
-        prev = tonumber(h[2]) or 0
+      if h.w == win then
+        cur, prev = h.c or 0, h.p or 0
+      elseif h.w == win - 1 then
+        prev = h.c or 0
       end
       local elapsed = now - win * w
       local est = prev * (w - elapsed) / w + cur
@@ -64,10 +81,7 @@ for _ = 1, requests do
       else
         retry = 0
       end
-      commits[i] = function()
-        redis.call('HSET', key, 'w', win, 'c', cur + 1, 'p', prev)
-        redis.call('PEXPIRE', key, w * 2)
-      end
+      commits[i] = function() store(key, w * 2, { w = win, c = cur + 1, p = prev }) end
     elseif alg == 'sliding_log' then
       if not peek then redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w) end
       local c = redis.call('ZCOUNT', key, '(' .. (now - w), '+inf')
@@ -87,30 +101,24 @@ for _ = 1, requests do
       if burst > 0 then cap = burst end
       local per = w / limit -- ms per token
       if alg == 'token_bucket' then
-        local h = redis.call('HMGET', key, 't', 'ts')
-        local tokens, ts = tonumber(h[1]), tonumber(h[2])
+        local h = load(key, 't', 'ts')
+        local tokens, ts = h.t, h.ts
         if not tokens then tokens, ts = cap, now end
         tokens = math.min(cap, tokens + (now - ts) / per)
         ok = tokens >= 1
         remaining = math.floor(tokens)
         retry = math.ceil((1 - tokens) * per)
         reset = math.ceil((cap - tokens) * per)
-        commits[i] = function()
-          redis.call('HSET', key, 't', tokens - 1, 'ts', now)
-          redis.call('PEXPIRE', key, math.ceil(cap * per) + 1000)
-        end
+        commits[i] = function() store(key, math.ceil(cap * per) + 1000, { t = tokens - 1, ts = now }) end
       else -- gcra: theoretical arrival time; up to `cap` requests may arrive at once
-        local tat = tonumber(redis.call('HGET', key, 'tat')) or now
+        local tat = load(key, 'tat').tat or now
         if tat < now then tat = now end
         local tau = per * (cap - 1)
         ok = tat - now <= tau
         remaining = math.floor((tau - (tat - now)) / per) + 1
         retry = math.ceil(tat - tau - now)
         reset = math.ceil(tat - now)
-        commits[i] = function()
-          redis.call('HSET', key, 'tat', tat + per)
-          redis.call('PEXPIRE', key, math.ceil(tat + per - now) + 1000)
-        end
+        commits[i] = function() store(key, math.ceil(tat + per - now) + 1000, { tat = tat + per }) end
       end
     end
     if not ok then out[verdict] = 0 end
@@ -127,5 +135,14 @@ for _ = 1, requests do
   end
   a = a + 1 + 4 * n
   k = k + 2 * n
+end
+for _, key in ipairs(changed) do
+  local args = {}
+  for f, v in pairs(state[key]) do
+    args[#args + 1] = f
+    args[#args + 1] = v
+  end
+  redis.call('HSET', key, unpack(args))
+  redis.call('PEXPIRE', key, ttl[key])
 end
 return out

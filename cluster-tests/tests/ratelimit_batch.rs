@@ -70,6 +70,13 @@ async fn concurrent_decisions_share_script_calls_and_stay_exact() {
         assert!(outcomes.iter().filter(|o| !o.allowed).all(|o| o.verdicts[0].retry_ms > 0));
         // One turn's 200 decisions: two calls of at most 128 (plus a script load at first).
         assert!((1..=6).contains(&calls), "{algorithm:?}: 200 decisions took {calls} script calls");
+        // The shared calls wrote their counters back with an expiry: a later decision
+        // continues from them, and nothing outlives its window by much.
+        let later = limiter.check(&[Check { policy: &name, spec: &spec, key: "alice" }]).await.expect("decided");
+        assert!(!later.allowed, "{algorithm:?}: the stored counter still refuses");
+        let key = store.keys().rate_limit(&name, "alice");
+        let ttl: i64 = store.query(redis::cmd("PTTL").arg(&key)).await.expect("PTTL");
+        assert!(ttl > 0 && ttl <= 7_200_000, "{algorithm:?}: counter {key} expires in {ttl} ms");
     }
 }
 
