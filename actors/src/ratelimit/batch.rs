@@ -6,6 +6,11 @@
 //! costs at most one round trip (usually a shared one), and Redis decides the gathered
 //! requests one after another inside the script, so limits stay exact. A waiter that gives
 //! up (its client left) does not cancel the call: the others still get their answers.
+//!
+//! The call is compact because a turn's requests mostly share their counters and
+//! policies: each counter name and each policy goes over the wire once, requests refer
+//! to them by index, and the reply is one string of comma-separated numbers
+//! (`ratelimit.lua` documents the layout).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,15 +22,25 @@ use crate::redis::Store;
 /// At most this many requests go into one script call; a larger turn is split.
 const MAX_BATCH: usize = 128;
 
-/// One request's part of a script call.
-pub(super) struct Encoded {
-    /// Its counters, then its sequence hashes.
-    pub keys: Vec<String>,
-    /// Its policy count, then four arguments per policy.
-    pub args: Vec<Vec<u8>>,
-    /// Its policy count.
-    pub policies: usize,
+/// A policy as the script sees it: algorithm, limit, window (ms), burst.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct PolicyDef {
+    pub algorithm: &'static str,
+    pub limit: u64,
+    pub window_ms: u64,
+    pub burst: u64,
 }
+
+/// One policy of one request: its definition, its counter and (sliding_log only) its
+/// sequence hash.
+pub(super) struct Part {
+    pub def: PolicyDef,
+    pub counter: String,
+    pub seq: Option<String>,
+}
+
+/// One request's part of a script call: its policies, decided all-or-nothing.
+pub(super) type Encoded = Vec<Part>;
 
 struct Waiter {
     request: Encoded,
@@ -77,26 +92,113 @@ pub(super) async fn decide(store: &Store, group: String, request: Encoded) -> Op
 
 /// One script call for `waiters`, each answered with its slice of the reply.
 async fn run(store: &Store, waiters: Vec<Waiter>) {
-    let mut keys = Vec::new();
-    let mut args: Vec<Vec<u8>> = vec![b"decide".to_vec(), waiters.len().to_string().into_bytes()];
-    let mut answers = Vec::with_capacity(waiters.len());
-    for w in waiters {
-        keys.extend(w.request.keys);
-        args.extend(w.request.args);
-        answers.push((w.request.policies, w.answer));
-    }
-    let reply = store.script_bytes::<Vec<i64>>(&super::SCRIPT, &keys, &args).await.ok();
-    let expected: usize = answers.iter().map(|(n, _)| 1 + 3 * n).sum();
-    let mut rest = match reply {
-        Some(r) if r.len() == expected => r.into_iter(),
-        _ => {
-            for (_, answer) in answers {
+    let (requests, answers): (Vec<Encoded>, Vec<_>) = waiters.into_iter().map(|w| (w.request, w.answer)).unzip();
+    let replies = call(store, "decide", &requests).await;
+    match replies {
+        Some(replies) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = answer.send(Some(reply));
+            }
+        }
+        None => {
+            for answer in answers {
                 let _ = answer.send(None);
             }
-            return;
         }
-    };
-    for (n, answer) in answers {
-        let _ = answer.send(Some(rest.by_ref().take(1 + 3 * n).collect()));
+    }
+}
+
+/// Runs `ratelimit.lua` in `mode` over `requests`: per request, allowed (1/0) then three
+/// numbers per policy; `None` when Redis failed or answered something else.
+pub(super) async fn call(store: &Store, mode: &str, requests: &[Encoded]) -> Option<Vec<Vec<i64>>> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut key_index: HashMap<&str, usize> = HashMap::new();
+    let mut defs: Vec<PolicyDef> = Vec::new();
+    let mut refs: Vec<u8> = Vec::with_capacity(requests.len() * 8);
+    let mut number = itoa::Buffer::new();
+    for request in requests {
+        push_number(&mut refs, &mut number, request.len() as u64);
+        for part in request {
+            let def = match defs.iter().position(|d| *d == part.def) {
+                Some(i) => i,
+                None => {
+                    defs.push(part.def);
+                    defs.len() - 1
+                }
+            };
+            let counter = key_number(&mut keys, &mut key_index, &part.counter);
+            let seq = part.seq.as_deref().map_or(counter, |seq| key_number(&mut keys, &mut key_index, seq));
+            push_number(&mut refs, &mut number, def as u64 + 1);
+            push_number(&mut refs, &mut number, counter as u64);
+            push_number(&mut refs, &mut number, seq as u64);
+        }
+    }
+    let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 4 * defs.len());
+    args.push(mode.as_bytes().to_vec());
+    args.push(number.format(requests.len()).as_bytes().to_vec());
+    args.push(number.format(defs.len()).as_bytes().to_vec());
+    for d in &defs {
+        args.push(d.algorithm.as_bytes().to_vec());
+        args.push(number.format(d.limit).as_bytes().to_vec());
+        args.push(number.format(d.window_ms).as_bytes().to_vec());
+        args.push(number.format(d.burst).as_bytes().to_vec());
+    }
+    args.push(refs);
+    let reply = store.script_bytes::<Vec<u8>>(&super::SCRIPT, &keys, &args).await.ok()?;
+    split_reply(&reply, requests)
+}
+
+/// `name`'s 1-based position in KEYS, appending it the first time.
+fn key_number<'a>(keys: &mut Vec<String>, index: &mut HashMap<&'a str, usize>, name: &'a str) -> usize {
+    *index.entry(name).or_insert_with(|| {
+        keys.push(name.to_owned());
+        keys.len()
+    })
+}
+
+fn push_number(out: &mut Vec<u8>, buf: &mut itoa::Buffer, n: u64) {
+    if !out.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(buf.format(n).as_bytes());
+}
+
+/// The reply string cut into each request's numbers (`None` if it does not fit).
+fn split_reply(reply: &[u8], requests: &[Encoded]) -> Option<Vec<Vec<i64>>> {
+    let mut numbers = reply.split(|b| *b == b',').map(parse_number);
+    let mut out = Vec::with_capacity(requests.len());
+    for request in requests {
+        let n = 1 + 3 * request.len();
+        let part: Vec<i64> = numbers.by_ref().take(n).collect::<Option<_>>()?;
+        if part.len() != n {
+            return None;
+        }
+        out.push(part);
+    }
+    numbers.next().is_none().then_some(out)
+}
+
+/// One number of the reply: Lua prints integers plainly and large ones in exponent form.
+fn parse_number(s: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(s).ok()?;
+    s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part() -> Part {
+        Part { def: PolicyDef { algorithm: "gcra", limit: 1, window_ms: 1, burst: 0 }, counter: "c".into(), seq: None }
+    }
+
+    #[test]
+    fn the_reply_is_cut_per_request_and_must_fit_exactly() {
+        let requests = vec![vec![part()], vec![part(), part()]];
+        let parts = split_reply(b"1,5,100,0,0,3,10,0,0,1e+15,7", &requests).expect("fits");
+        assert_eq!(parts, vec![vec![1, 5, 100, 0], vec![0, 3, 10, 0, 0, 1_000_000_000_000_000, 7]]);
+        assert!(split_reply(b"1,5,100", &requests).is_none(), "too short");
+        assert!(split_reply(b"1,5,100,0,0,3,10,0,0,1,7,9", &requests).is_none(), "too long");
+        assert!(split_reply(b"1,x,100,0,0,3,10,0,0,1,7", &requests).is_none(), "not a number");
     }
 }

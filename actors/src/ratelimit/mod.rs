@@ -115,27 +115,22 @@ fn algorithm_name(a: Algorithm) -> &'static str {
     }
 }
 
-/// One request's keys and arguments for `ratelimit.lua`.
+/// One request's counters and policies for `ratelimit.lua`.
 fn encode(store: &Store, checks: &[Check<'_>]) -> batch::Encoded {
-    let mut keys: Vec<String> = checks.iter().map(|c| store.keys().rate_limit(c.policy, c.key)).collect();
-    for (i, c) in checks.iter().enumerate() {
-        // Only sliding_log uses its sequence hash; the others declare their counter again
-        // (same slot) instead of paying for a key name they never touch.
-        let seq = match c.spec.algorithm {
-            Algorithm::SlidingLog => store.keys().rate_limit_seq(c.policy, c.key),
-            _ => keys[i].clone(),
-        };
-        keys.push(seq);
-    }
-    let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 4 * checks.len());
-    args.push(checks.len().to_string().into_bytes());
-    for c in checks {
-        args.push(algorithm_name(c.spec.algorithm).as_bytes().to_vec());
-        args.push(c.spec.limit.to_string().into_bytes());
-        args.push((c.spec.window.get().as_millis() as u64).max(1).to_string().into_bytes());
-        args.push(c.spec.burst.to_string().into_bytes());
-    }
-    batch::Encoded { keys, args, policies: checks.len() }
+    checks
+        .iter()
+        .map(|c| batch::Part {
+            def: batch::PolicyDef {
+                algorithm: algorithm_name(c.spec.algorithm),
+                limit: c.spec.limit,
+                window_ms: (c.spec.window.get().as_millis() as u64).max(1),
+                burst: c.spec.burst,
+            },
+            counter: store.keys().rate_limit(c.policy, c.key),
+            // Only sliding_log keeps member ids in a sequence hash.
+            seq: (c.spec.algorithm == Algorithm::SlidingLog).then(|| store.keys().rate_limit_seq(c.policy, c.key)),
+        })
+        .collect()
 }
 
 /// One request's part of the script's reply: allowed, then three numbers per policy.
@@ -277,9 +272,7 @@ impl Limiter {
             let group = if store.is_cluster() { checks.first()?.key.to_owned() } else { String::new() };
             batch::decide(store, group, request).await?
         } else {
-            let mut args = vec![mode.as_bytes().to_vec(), b"1".to_vec()];
-            args.extend(request.args);
-            store.script_bytes::<Vec<i64>>(&SCRIPT, &request.keys, &args).await.ok()?
+            batch::call(store, mode, std::slice::from_ref(&request)).await?.pop()?
         };
         decode(&reply, checks.len())
     }
