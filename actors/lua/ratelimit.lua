@@ -8,12 +8,13 @@
 -- ARGV[1]  mode: 'decide' (check and commit) or 'peek' (report, change nothing)
 -- ARGV[2]  number of requests
 -- ARGV[3]  number of policies P; then P times: algorithm, limit, window_ms, burst
--- ARGV[4 + 4P]  the requests, comma-separated numbers: per request n, then per policy
---          the policy's number (1-based), its counter's KEYS index and its sequence
---          hash's KEYS index (the counter's again when it has none)
--- Returns one string of comma-separated integers: per request allowed (1/0), then per
--- policy remaining, reset_ms, retry_ms; with 'peek', remaining is what is left before
--- any request.
+-- ARGV[4 + 4P]  the requests, as little-endian unsigned 32-bit numbers: per request n,
+--          then per policy the policy's number (1-based), its counter's KEYS index and
+--          its sequence hash's KEYS index (the counter's again when it has none)
+-- Returns little-endian signed 64-bit integers in one string: per request allowed (1/0),
+-- then per policy remaining, reset_ms, retry_ms; with 'peek', remaining is what is left
+-- before any request. (Binary both ways: formatting and parsing decimal numbers cost
+-- Lua far more than deciding the requests.)
 local floor, ceil, max, min, tonumber = math.floor, math.ceil, math.max, math.min, tonumber
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
@@ -25,8 +26,8 @@ for j = 1, npol do
   local b = 3 + (j - 1) * 4
   policies[j] = { ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]) }
 end
-local refs = {}
-for x in string.gmatch(ARGV[4 + 4 * npol], '%d+') do refs[#refs + 1] = tonumber(x) end
+local packed = ARGV[4 + 4 * npol]
+local refs = { struct.unpack('<' .. string.rep('I4', #packed / 4), packed) }
 
 -- Hash counters are read at most once per call and written at most once, at the end:
 -- `state` holds each counter (field names, then up to three values) as the requests
@@ -167,4 +168,9 @@ for _, key in ipairs(changed) do
   end
   redis.call('PEXPIRE', key, ttl[key])
 end
-return table.concat(out, ',')
+local chunks = {}
+for i = 1, #out, 256 do
+  local j = min(i + 255, #out)
+  chunks[#chunks + 1] = struct.pack('<' .. string.rep('i8', j - i + 1), unpack(out, i, j))
+end
+return table.concat(chunks)

@@ -58,6 +58,25 @@ async fn limits_answer_429_with_headers_and_rejected_requests_consume_nothing() 
         assert_eq!(body["error"], "rate_limited");
     }
     assert_eq!(up.count(), 5);
+    // Both policies' items in RateLimit-Policy, and one decision per policy and request.
+    let res = c.get(gw.url("/api/api/x")).send().await.unwrap();
+    assert_eq!(h(&res, "ratelimit-policy"), "\"per_minute\";q=5;w=60, \"per_hour\";q=100;w=3600");
+    let metrics =
+        String::from_utf8(c.get(gw.admin_url("/metrics")).send().await.unwrap().body().await.unwrap().to_vec())
+            .unwrap();
+    let count = |policy: &str, result: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("gateway_ratelimit_decisions_total{")
+                    && l.contains(&format!("policy=\"{policy}\""))
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!((count("per_minute", "allowed"), count("per_minute", "limited")), (5, 6), "{metrics}");
+    assert_eq!((count("per_hour", "allowed"), count("per_hour", "limited")), (11, 0), "{metrics}");
 }
 
 /// What one client saw: status and the rate-limit headers.

@@ -163,11 +163,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
         config.rate_limit.policies.clone().into_iter().collect(),
     );
-    pipeline.rate_limits = Some(RateLimits {
-        limiter: rate_limiter.handle(),
-        policies: config.rate_limit.policies.clone().into_iter().collect(),
-        tiers: config.rate_limit.tiers.clone().into_iter().collect(),
-    });
+    pipeline.rate_limits = Some(RateLimits::new(
+        rate_limiter.handle(),
+        config.rate_limit.policies.clone(),
+        config.rate_limit.tiers.clone().into_iter().collect(),
+    ));
     let queues = Queues::new(store.as_ref().map(|s| s.for_actor("queue")), routes.clone(), status.clone());
     pipeline.queues = Some(queues.clone());
     let analytics = start_analytics(&config, &node, store.as_ref(), &status);

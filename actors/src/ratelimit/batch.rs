@@ -9,7 +9,7 @@
 //!
 //! The call is compact because a turn's requests mostly share their counters and
 //! policies: each counter name and each policy goes over the wire once, requests refer
-//! to them by index, and the reply is one string of comma-separated numbers
+//! to them by index, and both the references and the reply are packed binary numbers
 //! (`ratelimit.lua` documents the layout).
 
 use std::cell::RefCell;
@@ -114,10 +114,9 @@ pub(super) async fn call(store: &Store, mode: &str, requests: &[Encoded]) -> Opt
     let mut keys: Vec<String> = Vec::new();
     let mut key_index: HashMap<&str, usize> = HashMap::new();
     let mut defs: Vec<PolicyDef> = Vec::new();
-    let mut refs: Vec<u8> = Vec::with_capacity(requests.len() * 8);
-    let mut number = itoa::Buffer::new();
+    let mut refs: Vec<u8> = Vec::with_capacity(requests.len() * 16);
     for request in requests {
-        push_number(&mut refs, &mut number, request.len() as u64);
+        push_u32(&mut refs, request.len());
         for part in request {
             let def = match defs.iter().position(|d| *d == part.def) {
                 Some(i) => i,
@@ -128,11 +127,12 @@ pub(super) async fn call(store: &Store, mode: &str, requests: &[Encoded]) -> Opt
             };
             let counter = key_number(&mut keys, &mut key_index, &part.counter);
             let seq = part.seq.as_deref().map_or(counter, |seq| key_number(&mut keys, &mut key_index, seq));
-            push_number(&mut refs, &mut number, def as u64 + 1);
-            push_number(&mut refs, &mut number, counter as u64);
-            push_number(&mut refs, &mut number, seq as u64);
+            push_u32(&mut refs, def + 1);
+            push_u32(&mut refs, counter);
+            push_u32(&mut refs, seq);
         }
     }
+    let mut number = itoa::Buffer::new();
     let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 4 * defs.len());
     args.push(mode.as_bytes().to_vec());
     args.push(number.format(requests.len()).as_bytes().to_vec());
@@ -156,32 +156,20 @@ fn key_number<'a>(keys: &mut Vec<String>, index: &mut HashMap<&'a str, usize>, n
     })
 }
 
-fn push_number(out: &mut Vec<u8>, buf: &mut itoa::Buffer, n: u64) {
-    if !out.is_empty() {
-        out.push(b',');
-    }
-    out.extend_from_slice(buf.format(n).as_bytes());
+/// Appends `n` as a little-endian u32 (indexes and policy counts are small).
+fn push_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-/// The reply string cut into each request's numbers (`None` if it does not fit).
+/// The reply cut into each request's numbers (`None` if it does not fit exactly).
 fn split_reply(reply: &[u8], requests: &[Encoded]) -> Option<Vec<Vec<i64>>> {
-    let mut numbers = reply.split(|b| *b == b',').map(parse_number);
-    let mut out = Vec::with_capacity(requests.len());
-    for request in requests {
-        let n = 1 + 3 * request.len();
-        let part: Vec<i64> = numbers.by_ref().take(n).collect::<Option<_>>()?;
-        if part.len() != n {
-            return None;
-        }
-        out.push(part);
+    let expected: usize = requests.iter().map(|r| 1 + 3 * r.len()).sum();
+    if reply.len() != 8 * expected {
+        return None;
     }
-    numbers.next().is_none().then_some(out)
-}
-
-/// One number of the reply: Lua prints integers plainly and large ones in exponent form.
-fn parse_number(s: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(s).ok()?;
-    s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f as i64))
+    let mut numbers =
+        reply.chunks_exact(8).map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    Some(requests.iter().map(|r| numbers.by_ref().take(1 + 3 * r.len()).collect()).collect())
 }
 
 #[cfg(test)]
@@ -195,10 +183,12 @@ mod tests {
     #[test]
     fn the_reply_is_cut_per_request_and_must_fit_exactly() {
         let requests = vec![vec![part()], vec![part(), part()]];
-        let parts = split_reply(b"1,5,100,0,0,3,10,0,0,1e+15,7", &requests).expect("fits");
+        let packed = |ns: &[i64]| ns.iter().flat_map(|n| n.to_le_bytes()).collect::<Vec<u8>>();
+        let reply = packed(&[1, 5, 100, 0, 0, 3, 10, 0, 0, 1_000_000_000_000_000, 7]);
+        let parts = split_reply(&reply, &requests).expect("fits");
         assert_eq!(parts, vec![vec![1, 5, 100, 0], vec![0, 3, 10, 0, 0, 1_000_000_000_000_000, 7]]);
-        assert!(split_reply(b"1,5,100", &requests).is_none(), "too short");
-        assert!(split_reply(b"1,5,100,0,0,3,10,0,0,1,7,9", &requests).is_none(), "too long");
-        assert!(split_reply(b"1,x,100,0,0,3,10,0,0,1,7", &requests).is_none(), "not a number");
+        assert!(split_reply(&packed(&[1, 5, 100]), &requests).is_none(), "too short");
+        assert!(split_reply(&packed(&[1; 12]), &requests).is_none(), "too long");
+        assert!(split_reply(&reply[..reply.len() - 1], &requests).is_none(), "a cut number");
     }
 }

@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header::HeaderValue;
 use actix_web::http::{Method, StatusCode};
 
+use super::cache::CacheStatus;
 use super::{Pipeline, Trace};
 use crate::names;
 
@@ -37,9 +38,27 @@ fn status_label(s: StatusCode) -> &'static str {
 
 /// Metric handles of one (service, method, status) combination.
 struct Handles {
+    service: metrics::SharedString,
     requests: metrics::Counter,
     duration: metrics::Histogram,
     upstream: metrics::Histogram,
+    /// `gateway_cache_requests_total` per cache result, registered on first use.
+    cache: [Option<metrics::Counter>; 4],
+}
+
+impl Handles {
+    fn cache(&mut self, status: CacheStatus) -> &metrics::Counter {
+        let slot = match status {
+            CacheStatus::Hit => 0,
+            CacheStatus::Miss => 1,
+            CacheStatus::Bypass => 2,
+            CacheStatus::Stale => 3,
+        };
+        let service = &self.service;
+        self.cache[slot].get_or_insert_with(
+            || metrics::counter!(names::M_CACHE_REQUESTS, "service" => service.clone(), "result" => status.label()),
+        )
+    }
 }
 
 type HandleKey = (Option<std::sync::Arc<str>>, &'static str, u16);
@@ -57,7 +76,7 @@ fn with_handles(
     service: &Option<std::sync::Arc<str>>,
     method: &'static str,
     status: StatusCode,
-    f: impl FnOnce(&Handles),
+    f: impl FnOnce(&mut Handles),
 ) {
     let make = || {
         let service_label: metrics::SharedString = match service {
@@ -67,7 +86,9 @@ fn with_handles(
         Handles {
             requests: metrics::counter!(names::M_REQUESTS, "service" => service_label.clone(), "method" => method, "status" => status_label(status)),
             duration: metrics::histogram!(names::M_REQUEST_DURATION, "service" => service_label.clone()),
-            upstream: metrics::histogram!(names::M_UPSTREAM_DURATION, "service" => service_label),
+            upstream: metrics::histogram!(names::M_UPSTREAM_DURATION, "service" => service_label.clone()),
+            service: service_label,
+            cache: Default::default(),
         }
     };
     HANDLES.with(|cell| {
@@ -92,18 +113,17 @@ pub fn record(
     let elapsed = started.elapsed();
     let service = &trace.service;
     let method = method_label(req.method());
+    let cache = trace.cached.then(|| trace.cache.unwrap_or(CacheStatus::Bypass));
     with_handles(service, method, status, |h| {
         h.requests.increment(1);
         h.duration.record(elapsed.as_secs_f64());
         if let Some(up) = trace.upstream.upstream_time {
             h.upstream.record(up.as_secs_f64());
         }
+        if let (Some(c), Some(_)) = (cache, service) {
+            h.cache(c).increment(1);
+        }
     });
-    let cache = trace.cached.then(|| trace.cache.unwrap_or(super::cache::CacheStatus::Bypass));
-    if let (Some(c), Some(s)) = (cache, service) {
-        metrics::counter!(names::M_CACHE_REQUESTS, "service" => metrics::SharedString::from(std::sync::Arc::clone(s)), "result" => c.label())
-            .increment(1);
-    }
     if cx.analytics.enabled() {
         let elapsed_ms = elapsed.as_millis() as u64;
         cx.analytics.record(actors::analytics::Record {

@@ -21,9 +21,41 @@ pub struct RateLimits {
     /// The limiter.
     pub limiter: Limiter,
     /// Policies by name.
-    pub policies: HashMap<String, PolicySpec>,
+    pub policies: HashMap<String, Policy>,
     /// Tier → policy name.
     pub tiers: HashMap<String, String>,
+}
+
+/// A policy with what the request path needs of it prepared once.
+pub struct Policy {
+    /// The policy.
+    pub spec: PolicySpec,
+    /// Its `RateLimit-Policy` item (`"name";q=100;w=60`).
+    header: String,
+    /// `gateway_ratelimit_decisions_total{policy, result}`: allowed, limited.
+    decisions: [metrics::Counter; 2],
+}
+
+impl RateLimits {
+    /// The rate-limit step over `limiter` with the configured policies and tiers.
+    pub fn new(
+        limiter: Limiter,
+        policies: impl IntoIterator<Item = (String, PolicySpec)>,
+        tiers: HashMap<String, String>,
+    ) -> Self {
+        let policies = policies
+            .into_iter()
+            .map(|(name, spec)| {
+                let header = format!("\"{name}\";q={};w={}", spec.limit, spec.window.get().as_secs().max(1));
+                let label = Arc::<str>::from(name.as_str());
+                let decisions = ["allowed", "limited"].map(|result| {
+                    metrics::counter!(crate::names::M_RATELIMIT_DECISIONS, "policy" => Arc::clone(&label), "result" => result)
+                });
+                (name, Policy { spec, header, decisions })
+            })
+            .collect();
+        Self { limiter, policies, tiers }
+    }
 }
 
 /// Headers to add to the response of a limited request.
@@ -31,23 +63,26 @@ pub type QuotaHeaders = Vec<(HeaderName, HeaderValue)>;
 
 fn key_value(spec: &PolicySpec, req: &HttpRequest, route: &Route, id: Option<&Identity>, addr: &ClientAddr) -> String {
     let ip = || addr.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
-    let parts: Vec<String> = spec
-        .key
-        .0
-        .iter()
-        .map(|p| match p {
-            KeyPart::Consumer => id.map(|i| i.consumer.clone()).unwrap_or_else(ip),
-            KeyPart::Ip => ip(),
-            KeyPart::Route => route.name.to_string(),
-            KeyPart::Header(h) => req
-                .headers()
-                .get(h.as_str())
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .unwrap_or_else(|| "-".into()),
-        })
-        .collect();
-    parts.join("+")
+    let part = |p: &KeyPart| match p {
+        KeyPart::Consumer => id.map(|i| i.consumer.clone()).unwrap_or_else(ip),
+        KeyPart::Ip => ip(),
+        KeyPart::Route => route.name.to_string(),
+        KeyPart::Header(h) => req
+            .headers()
+            .get(h.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| "-".into()),
+    };
+    match spec.key.0.as_slice() {
+        [one] => part(one),
+        parts => parts.iter().map(part).collect::<Vec<_>>().join("+"),
+    }
+}
+
+/// A header value from a number (no allocation beyond the value itself).
+fn number(n: u64) -> HeaderValue {
+    HeaderValue::from_str(itoa::Buffer::new().format(n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn secs(ms: u64) -> u64 {
@@ -71,48 +106,44 @@ pub async fn check(
         Some(p) => vec![p],
         None => names.iter().collect(),
     };
-    let specs: Vec<(&str, &PolicySpec, String)> = chosen
+    let specs: Vec<(&str, &Policy, String)> = chosen
         .iter()
         .filter_map(|n| {
-            limits.policies.get(n.as_str()).map(|s| (n.as_str(), s, key_value(s, req, route, identity, addr)))
+            limits.policies.get(n.as_str()).map(|p| (n.as_str(), p, key_value(&p.spec, req, route, identity, addr)))
         })
         .collect();
     if specs.is_empty() {
         return Ok(None);
     }
-    let checks: Vec<Check<'_>> = specs.iter().map(|(p, s, k)| Check { policy: p, spec: s, key: k }).collect();
+    let checks: Vec<Check<'_>> = specs.iter().map(|(n, p, k)| Check { policy: n, spec: &p.spec, key: k }).collect();
     let outcome = match limits.limiter.check(&checks).await {
         Ok(o) => o,
         Err(LimitError::Unavailable) => {
             return Err((GatewayError::RedisUnavailable("rate limiter storage is unavailable".into()), Vec::new()));
         }
     };
-    for ((policy, _, _), v) in specs.iter().zip(&outcome.verdicts) {
-        let result: &'static str = if v.allowed { "allowed" } else { "limited" };
-        metrics::counter!(crate::names::M_RATELIMIT_DECISIONS, "policy" => Arc::<str>::from(*policy), "result" => result)
-            .increment(1);
+    for ((_, policy, _), v) in specs.iter().zip(&outcome.verdicts) {
+        policy.decisions[usize::from(!v.allowed)].increment(1);
     }
     // Report the policy with the fewest requests left.
     let (i, tightest) =
         outcome.verdicts.iter().enumerate().min_by_key(|(_, v)| v.remaining).map(|(i, v)| (i, *v)).unwrap_or_default();
-    let (name, spec, _) = &specs[i];
+    let (name, policy, _) = &specs[i];
     let reset = secs(tightest.reset_ms);
-    let policy_header = specs
-        .iter()
-        .map(|(n, s, _)| format!("\"{n}\";q={};w={}", s.limit, s.window.get().as_secs().max(1)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut headers: QuotaHeaders = Vec::with_capacity(5);
-    let mut add = |n: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            headers.push((HeaderName::from_static(n), v));
-        }
+    let policy_header = match specs.as_slice() {
+        [(_, only, _)] => HeaderValue::from_str(&only.header),
+        all => HeaderValue::from_str(&all.iter().map(|(_, p, _)| p.header.as_str()).collect::<Vec<_>>().join(", ")),
     };
-    add("x-ratelimit-limit", spec.limit.to_string());
-    add("x-ratelimit-remaining", tightest.remaining.to_string());
-    add("x-ratelimit-reset", reset.to_string());
-    add("ratelimit-policy", policy_header);
-    add("ratelimit", format!("\"{name}\";r={};t={reset}", tightest.remaining));
+    let mut headers: QuotaHeaders = Vec::with_capacity(5);
+    headers.push((HeaderName::from_static("x-ratelimit-limit"), number(policy.spec.limit)));
+    headers.push((HeaderName::from_static("x-ratelimit-remaining"), number(tightest.remaining)));
+    headers.push((HeaderName::from_static("x-ratelimit-reset"), number(reset)));
+    if let Ok(v) = policy_header {
+        headers.push((HeaderName::from_static("ratelimit-policy"), v));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={};t={reset}", tightest.remaining)) {
+        headers.push((HeaderName::from_static("ratelimit"), v));
+    }
     if outcome.allowed {
         Ok(Some(headers))
     } else {
