@@ -80,7 +80,7 @@ impl moka::Expiry<String, Arc<L1Item>> for PerEntryTtl {
 }
 
 struct Inner {
-    l1: moka::sync::Cache<String, Arc<L1Item>>,
+    l1: moka::sync::Cache<String, Arc<L1Item>, foldhash::quality::RandomState>,
     store: Option<CacheStore>,
     settings: CacheSettings,
     fills: broadcast::Sender<Arc<str>>,
@@ -108,7 +108,8 @@ impl Cache {
             .weigher(|_: &String, v: &Arc<L1Item>| v.weight)
             .expire_after(PerEntryTtl)
             .support_invalidation_closures()
-            .build();
+            // Keys are SHA-256 hex (no client-chosen collisions): a fast seeded hash.
+            .build_with_hasher(foldhash::quality::RandomState::default());
         Self(Arc::new(Inner { l1, store, settings, fills: broadcast::channel(1024).0, status, node }))
     }
 

@@ -51,7 +51,7 @@ struct Waiter {
 type Group = (usize, String);
 
 thread_local! {
-    static PENDING: RefCell<HashMap<Group, Vec<Waiter>>> = RefCell::new(HashMap::new());
+    static PENDING: RefCell<HashMap<Group, Vec<Waiter>, foldhash::fast::RandomState>> = RefCell::default();
 }
 
 /// Decides `request` in this turn's shared script call for `group`: the script's reply

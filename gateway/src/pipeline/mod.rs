@@ -128,9 +128,14 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// The start of a step, read only when traces are exported (a clock read saved).
+    fn clock(&self) -> Option<Instant> {
+        self.spans.is_some().then(Instant::now)
+    }
+
     /// Records a child span for `step` from `from` until now (no-op without tracing).
-    fn step(&mut self, step: Step, from: Instant) {
-        if let Some(s) = &mut self.spans {
+    fn step(&mut self, step: Step, from: Option<Instant>) {
+        if let (Some(s), Some(from)) = (&mut self.spans, from) {
             s.step(step, from);
         }
     }
@@ -183,7 +188,7 @@ async fn run(
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
     trace.cached = route.spec.cache.is_some() && cx.cache.is_some();
-    let auth_started = Instant::now();
+    let auth_started = trace.clock();
     let identity = match (authenticate(req, &route, cx), &cx.jwks) {
         // A kid nobody knows yet: the identity provider may have rotated its keys. Refetch
         // the JWKS (at most once per few seconds; concurrent callers share it) and retry.
@@ -198,7 +203,7 @@ async fn run(
     trace.consumer = identity.as_ref().map(|i| i.consumer.clone());
     let addr = forwarded::client_addr(req, &cx.trusted_proxies);
     if let Some(rl) = &cx.rate_limits {
-        let limit_started = Instant::now();
+        let limit_started = trace.clock();
         let decision = ratelimit::check(rl, req, &route, identity.as_ref(), &addr).await;
         if !route.spec.rate_limit.0.is_empty() {
             trace.step(Step::Limiter, limit_started);
@@ -253,7 +258,7 @@ async fn run(
             hash_key: hash_key.clone(),
             identity: identity.clone(),
         };
-        let cache_started = Instant::now();
+        let cache_started = trace.clock();
         let served = cache::serve(layer, step, client, &mut trace.upstream, &mut trace.cache, refresh).await;
         trace.step(Step::Cache, cache_started);
         return served;

@@ -66,7 +66,9 @@ type HandleKey = (Option<std::sync::Arc<str>>, &'static str, u16);
 thread_local! {
     // Per worker thread: registering a labelled metric hashes and locks inside the
     // recorder, so each combination is looked up there once and then reused.
-    static HANDLES: std::cell::RefCell<std::collections::HashMap<HandleKey, Handles>> = Default::default();
+    // Keys come from the config and the status code, not from clients: a fast hash.
+    static HANDLES: std::cell::RefCell<std::collections::HashMap<HandleKey, Handles, foldhash::fast::FixedState>> =
+        Default::default();
 }
 
 /// Upper bound on cached combinations per worker (services × methods × statuses).
