@@ -40,6 +40,8 @@ pub struct Endpoint {
     pub url: UpstreamUrl,
     /// `scheme://host:port`, precomputed for building upstream URLs.
     pub origin: Arc<str>,
+    /// The `Host` header sent upstream: `host:port`, or `host` on port 80 or 443.
+    pub host_header: bytes::Bytes,
     /// Relative weight (0 = drained).
     pub weight: u32,
     /// Where it was defined.
@@ -53,10 +55,17 @@ impl Endpoint {
     /// A new endpoint, healthy, with nothing in flight.
     pub fn new(id: impl Into<Arc<str>>, url: UpstreamUrl, weight: u32, source: EndpointSource) -> Self {
         let origin: Arc<str> = url.origin().into();
+        let host = url.host();
+        let host_header = match url.authority().get(host.len()..) {
+            Some(":80" | ":443") => host,
+            _ => url.authority(),
+        };
+        let host_header = bytes::Bytes::copy_from_slice(host_header.as_bytes());
         Self {
             id: id.into(),
             url,
             origin,
+            host_header,
             weight,
             source,
             in_flight: AtomicU32::new(0),
@@ -281,6 +290,20 @@ mod tests {
             *c.entry(e.id.to_string()).or_default() += 1;
         }
         c
+    }
+
+    #[test]
+    fn the_host_header_leaves_out_only_the_standard_ports() {
+        let host = |u: &str| {
+            let e = Endpoint::new("e", u.parse().expect("valid url"), 1, EndpointSource::Config);
+            String::from_utf8(e.host_header.to_vec()).expect("ascii")
+        };
+        assert_eq!(host("http://10.0.0.1:8080/base"), "10.0.0.1:8080");
+        assert_eq!(host("http://users.internal"), "users.internal");
+        assert_eq!(host("https://users.internal"), "users.internal");
+        assert_eq!(host("http://users.internal:443"), "users.internal");
+        assert_eq!(host("http://[::1]:9000"), "[::1]:9000");
+        assert_eq!(host("http://[::1]"), "[::1]");
     }
 
     #[test]

@@ -185,6 +185,10 @@ pub async fn forward(
             }
             None => upstream_headers(&fw),
         };
+        // The endpoint's Host, prepared once (awc would format it per request).
+        if let Ok(host) = HeaderValue::from_maybe_shared(endpoint.host_header.clone()) {
+            creq.headers_mut().insert(header::HOST, host);
+        }
         let sent_at = Instant::now();
         let result = match std::mem::replace(&mut body, Body::Empty) {
             // `None`, not `()`: no `Content-Length: 0` on requests that had no body.

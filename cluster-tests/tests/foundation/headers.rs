@@ -45,6 +45,9 @@ async fn forwarded_for_from_an_untrusted_peer_is_replaced() {
     assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert!(seen.header("x-forwarded-host").is_some_and(|h| h.starts_with("127.0.0.1:")));
+    // The upstream sees its own authority as Host; the client's Host travels in X-Forwarded-Host.
+    let authority = up.url().trim_start_matches("http://").trim_end_matches('/').to_string();
+    assert_eq!(seen.headers_named("host"), vec![authority.as_str()]);
 }
 
 #[actix_rt::test]

@@ -8,7 +8,14 @@ fn is_dot(seg: &str) -> bool {
 }
 
 fn is_dotdot(seg: &str) -> bool {
-    matches!(seg.to_ascii_lowercase().as_str(), ".." | "%2e%2e" | ".%2e" | "%2e.")
+    // Case-insensitive without lower-casing into a new string (runs for every segment).
+    let s = seg.as_bytes();
+    match s.len() {
+        2 => s == b"..",
+        4 => s.eq_ignore_ascii_case(b".%2e") || s.eq_ignore_ascii_case(b"%2e."),
+        6 => s.eq_ignore_ascii_case(b"%2e%2e"),
+        _ => false,
+    }
 }
 
 /// The path with dot segments removed (RFC 3986 §5.2.4); borrowed when already clean.
