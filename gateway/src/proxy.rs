@@ -68,7 +68,9 @@ pub fn client(tls: Arc<rustls::ClientConfig>) -> awc::Client {
         .connector(connector)
         .disable_redirects()
         .no_default_headers()
-        .timeout(Duration::from_secs(3600))
+        // Proxied requests time out through `tokio::time::timeout` (no boxed timer per
+        // request); jobs set their own timeout on the request.
+        .disable_timeout()
         .finish()
 }
 
@@ -176,7 +178,7 @@ pub async fn forward(
         outcome.endpoint = Some(Arc::clone(&endpoint));
         outcome.attempts = attempt;
 
-        let mut creq = client.request(method.clone(), upstream_url(&fw, &endpoint)).timeout(timeout).no_decompress();
+        let mut creq = client.request(method.clone(), upstream_url(&fw, &endpoint)).no_decompress();
         *creq.headers_mut() = match headers.take() {
             Some(h) if attempt == attempts => h,
             Some(h) => {
@@ -190,16 +192,18 @@ pub async fn forward(
             creq.headers_mut().insert(header::HOST, host);
         }
         let sent_at = Instant::now();
-        let result = match std::mem::replace(&mut body, Body::Empty) {
+        let sending = match std::mem::replace(&mut body, Body::Empty) {
             // `None`, not `()`: no `Content-Length: 0` on requests that had no body.
-            Body::Empty => creq.send_body(actix_web::body::None::new()).await,
+            Body::Empty => creq.send_body(actix_web::body::None::new()),
             Body::Buffered(b) => {
                 body = Body::Buffered(b.clone());
-                creq.send_body(b).await
+                creq.send_body(b)
             }
-            Body::Stream(s, Some(n)) => creq.send_body(SizedStream::new(n, s)).await,
-            Body::Stream(s, None) => creq.send_body(BodyStream::new(s)).await,
+            Body::Stream(s, Some(n)) => creq.send_body(SizedStream::new(n, s)),
+            Body::Stream(s, None) => creq.send_body(BodyStream::new(s)),
         };
+        // Until the response head arrives, as awc's own timeout would.
+        let result = tokio::time::timeout(timeout, sending).await.unwrap_or(Err(SendRequestError::Timeout));
         outcome.upstream_time = Some(sent_at.elapsed());
         outcome.sent_at = Some(sent_at);
         match result {
