@@ -255,10 +255,9 @@ pub struct Pending {
 impl Pending {
     /// Counts `r`.
     pub fn fold(&mut self, r: &Record) {
-        use std::fmt::Write;
         let minute = r.at_ms / 60_000;
         self.key.clear();
-        let _ = write!(self.key, "{minute}");
+        self.key.push_str(itoa::Buffer::new().format(minute));
         for part in [r.service.as_deref().unwrap_or(NO_SERVICE), r.method, &r.path, r.consumer.as_deref().unwrap_or("")]
         {
             self.key.push('\u{1f}');

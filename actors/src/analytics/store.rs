@@ -39,25 +39,34 @@ impl AnalyticsStore {
             // One entry per flush: the batch's records as tab-separated lines, so the stream
             // costs Redis one command per flush, not one per request.
             let mut lines = String::with_capacity(records.len() * 96);
+            // Integers and fixed-point milliseconds written by hand, no `write!`: the
+            // formatting machinery was most of this loop's cost, and it runs per request.
+            let mut n = itoa::Buffer::new();
             for r in records {
-                use std::fmt::Write;
-                // Integers and fixed-point milliseconds written by hand: float formatting
-                // was most of this loop's cost, and the loop runs for every request.
-                let _ = write!(
-                    lines,
-                    "{}\t{}\t{}\t",
-                    r.at_ms,
+                for part in [
+                    n.format(r.at_ms),
+                    "\t",
                     r.service.as_deref().unwrap_or(super::model::NO_SERVICE),
-                    r.method
-                );
+                    "\t",
+                    r.method,
+                    "\t",
+                ] {
+                    lines.push_str(part);
+                }
                 super::model::write_template_path(&mut lines, &r.path);
-                let _ = write!(lines, "\t{}\t{}\t", r.status, r.consumer.as_deref().unwrap_or(""));
+                lines.push('\t');
+                lines.push_str(n.format(r.status));
+                lines.push('\t');
+                lines.push_str(r.consumer.as_deref().unwrap_or(""));
+                lines.push('\t');
                 write_ms(&mut lines, r.latency_us);
                 lines.push('\t');
                 if let Some(u) = r.upstream_us {
                     write_ms(&mut lines, u);
                 }
-                let _ = writeln!(lines, "\t{}\t{}", r.cache.unwrap_or(""), r.limiter.as_str());
+                for part in ["\t", r.cache.unwrap_or(""), "\t", r.limiter.as_str(), "\n"] {
+                    lines.push_str(part);
+                }
             }
             let mut cmd = redis::cmd("XADD");
             cmd.arg(&stream).arg("MAXLEN").arg("~").arg(self.stream_max_len).arg("*");
@@ -104,8 +113,12 @@ impl AnalyticsStore {
 /// `us` microseconds as milliseconds with three decimals (`1234` → `1.234`), as `{:.3}`
 /// of `us / 1000.0` prints them.
 fn write_ms(out: &mut String, us: u64) {
-    use std::fmt::Write;
-    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    out.push_str(itoa::Buffer::new().format(us / 1000));
+    let frac = us % 1000;
+    out.push('.');
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
 }
 
 #[cfg(test)]
