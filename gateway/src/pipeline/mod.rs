@@ -82,9 +82,8 @@ impl Pipeline {
         auth: AuthView,
         api_key_header: HeaderName,
     ) -> Self {
-        let node_header = HeaderValue::from_str(node_id).unwrap_or_else(|_| HeaderValue::from_static("gateway"));
-        let via = HeaderValue::from_str(&format!("1.1 {node_id}"))
-            .unwrap_or_else(|_| HeaderValue::from_static("1.1 gateway"));
+        let node_header = static_value(node_id.to_string()).unwrap_or_else(|| HeaderValue::from_static("gateway"));
+        let via = static_value(format!("1.1 {node_id}")).unwrap_or_else(|| HeaderValue::from_static("1.1 gateway"));
         Self {
             node_id: node_id.into(),
             node_header,
@@ -104,6 +103,17 @@ impl Pipeline {
             otlp: None,
         }
     }
+}
+
+/// A header value over a string that lives as long as the process, so that cloning it
+/// (twice per request for `Via` and `X-Gateway-Node`) touches no reference count. Only for
+/// values made once per node start (the node id never changes at run time).
+fn static_value(s: String) -> Option<HeaderValue> {
+    // `from_static` accepts visible ASCII and tabs only (and panics otherwise).
+    if !s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        return HeaderValue::from_str(&s).ok();
+    }
+    Some(HeaderValue::from_static(Box::leak(s.into_boxed_str())))
 }
 
 /// What one request did, for metrics and the access log.
@@ -158,8 +168,9 @@ pub async fn entry(
         Ok(res) => res,
         Err(error) => Rejected { request_id: request_id.clone(), error }.to_response(),
     };
+    observe::record(&cx, &req, &request_id, &mut trace, response.status(), started);
     let headers = response.headers_mut();
-    headers.insert(names::X_REQUEST_ID.clone(), request_id.clone());
+    headers.insert(names::X_REQUEST_ID.clone(), request_id);
     for (name, value) in trace.quota.take().into_iter().flatten() {
         headers.insert(name, value);
     }
@@ -170,7 +181,6 @@ pub async fn entry(
         let status = trace.cache.unwrap_or(cache::CacheStatus::Bypass);
         headers.insert(names::X_CACHE_STATUS.clone(), HeaderValue::from_static(status.as_str()));
     }
-    observe::record(&cx, &req, &request_id, &mut trace, response.status(), started);
     response
 }
 
@@ -348,4 +358,16 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::static_value;
+
+    #[test]
+    fn static_values_keep_the_text_and_refuse_what_a_header_cannot_carry() {
+        assert_eq!(static_value("1.1 node-a".into()).expect("valid").as_bytes(), b"1.1 node-a");
+        assert_eq!(static_value("nœud".into()).expect("obs-text is allowed").as_bytes(), "nœud".as_bytes());
+        assert!(static_value("bad\nvalue".into()).is_none());
+    }
 }
