@@ -32,6 +32,9 @@ pub struct Policy {
     pub spec: PolicySpec,
     /// Its `RateLimit-Policy` item (`"name";q=100;w=60`).
     header: String,
+    /// The same item as a header value, and `X-RateLimit-Limit`, made once (clones are free).
+    header_value: Option<HeaderValue>,
+    limit_value: Option<HeaderValue>,
     /// `gateway_ratelimit_decisions_total{policy, result}`: allowed, limited.
     decisions: [metrics::Counter; 2],
 }
@@ -51,7 +54,9 @@ impl RateLimits {
                 let decisions = ["allowed", "limited"].map(|result| {
                     metrics::counter!(crate::names::M_RATELIMIT_DECISIONS, "policy" => Arc::clone(&label), "result" => result)
                 });
-                (name, Policy { spec, header, decisions })
+                let header_value = super::static_value(header.clone());
+                let limit_value = super::static_value(spec.limit.to_string());
+                (name, Policy { spec, header, header_value, limit_value, decisions })
             })
             .collect();
         Self { limiter, policies, tiers }
@@ -131,14 +136,17 @@ pub async fn check(
     let (name, policy, _) = &specs[i];
     let reset = secs(tightest.reset_ms);
     let policy_header = match specs.as_slice() {
-        [(_, only, _)] => HeaderValue::from_str(&only.header),
-        all => HeaderValue::from_str(&all.iter().map(|(_, p, _)| p.header.as_str()).collect::<Vec<_>>().join(", ")),
+        [(_, only, _)] => only.header_value.clone(),
+        all => {
+            HeaderValue::from_str(&all.iter().map(|(_, p, _)| p.header.as_str()).collect::<Vec<_>>().join(", ")).ok()
+        }
     };
     let mut headers: QuotaHeaders = Vec::with_capacity(5);
-    headers.push((HeaderName::from_static("x-ratelimit-limit"), number(policy.spec.limit)));
+    let limit = policy.limit_value.clone().unwrap_or_else(|| number(policy.spec.limit));
+    headers.push((HeaderName::from_static("x-ratelimit-limit"), limit));
     headers.push((HeaderName::from_static("x-ratelimit-remaining"), number(tightest.remaining)));
     headers.push((HeaderName::from_static("x-ratelimit-reset"), number(reset)));
-    if let Ok(v) = policy_header {
+    if let Some(v) = policy_header {
         headers.push((HeaderName::from_static("ratelimit-policy"), v));
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={};t={reset}", tightest.remaining)) {
