@@ -24,7 +24,9 @@ local npol = tonumber(ARGV[3])
 local policies = {}
 for j = 1, npol do
   local b = 3 + (j - 1) * 4
-  policies[j] = { ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]) }
+  local w = tonumber(ARGV[b + 3])
+  -- The current window number is the same for every request of the call: once here.
+  policies[j] = { ARGV[b + 1], tonumber(ARGV[b + 2]), w, tonumber(ARGV[b + 4]), floor(now / w) }
 end
 local packed = ARGV[4 + 4 * npol]
 local refs = { struct.unpack('<' .. string.rep('I4', #packed / 4), packed) }
@@ -57,12 +59,11 @@ for _ = 1, requests do
   for i = 1, n do
     local p = a + (i - 1) * 3
     local pol = policies[refs[p + 1]]
-    local alg, limit, w, burst = pol[1], pol[2], pol[3], pol[4]
+    local alg, limit, w, burst, win = pol[1], pol[2], pol[3], pol[4], pol[5]
     local key = KEYS[refs[p + 2]]
     local ok, remaining, reset, retry
     ckey[i], clog[i] = key, false
     if alg == 'fixed_window' then
-      local win = floor(now / w)
       local s = load(key, 'w', 'c')
       local c = 0
       if s[4] == win then c = s[5] or 0 end
@@ -72,7 +73,6 @@ for _ = 1, requests do
       remaining = limit - c
       cv1[i], cv2[i], cv3[i], cttl[i] = win, c + 1, nil, w * 2
     elseif alg == 'sliding_window' then
-      local win = floor(now / w)
       local s = load(key, 'w', 'c', 'p')
       local cur, prev = 0, 0
       if s[4] == win then
@@ -132,9 +132,16 @@ for _ = 1, requests do
     if remaining < 0 then remaining = 0 end
     if retry < 0 then retry = 0 end
     if reset < 0 then reset = 0 end
-    out[#out + 1] = floor(remaining)
-    out[#out + 1] = ceil(reset)
-    out[#out + 1] = ok and 0 or ceil(max(1, retry))
+    -- Whole numbers without a C call per value (x % 1 is the fraction, floor semantics).
+    out[#out + 1] = remaining - remaining % 1
+    out[#out + 1] = reset + (-reset) % 1
+    if ok then
+      out[#out + 1] = 0
+    elseif retry < 1 then
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = retry + (-retry) % 1
+    end
   end
   if not allowed then
     out[verdict] = 0
