@@ -28,17 +28,24 @@ const MAX_BATCH: usize = 128;
 /// A policy as the script sees it: algorithm, limit, window (ms), burst.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct PolicyDef {
+    /// The algorithm's name in the script.
     pub algorithm: &'static str,
+    /// Requests per window.
     pub limit: u64,
+    /// Window in milliseconds (at least 1).
     pub window_ms: u64,
+    /// Bucket capacity (token_bucket, gcra; 0 = the limit).
     pub burst: u64,
 }
 
 /// One policy of one request: its definition, its counter and (sliding_log only) its
 /// sequence hash.
 pub(super) struct Part {
+    /// The policy.
     pub def: PolicyDef,
+    /// Its counter's key.
     pub counter: String,
+    /// The sliding_log sequence hash's key.
     pub seq: Option<String>,
 }
 

@@ -41,9 +41,13 @@ async fn raw_admin(method: &str, gw: &GatewayProcess, path: &str, body: &'static
 }
 
 /// Polls until `path` on `gw` is answered by upstream `want` (None = 404 route_not_found).
+/// How long a change may take to reach every node here: Pub/Sub normally takes
+/// milliseconds, but a loaded CI box can make a node's fetch time out and retry.
+const PROPAGATION: Duration = Duration::from_secs(10);
+
 async fn routes_to(gw: &GatewayProcess, path: &str, want: Option<&str>) -> bool {
     let url = gw.url(path);
-    eventually(Duration::from_secs(3), async || {
+    eventually(PROPAGATION, async || {
         let res = client().get(url.as_str()).send().await.ok()?;
         let up = res.headers().get("x-upstream").and_then(|v| v.to_str().ok()).map(str::to_string);
         let ok = match want {
@@ -314,7 +318,7 @@ async fn admin_instances_route_everywhere_and_list_with_their_source() {
     assert_eq!(s, 204);
     for n in &nodes {
         let url = n.url("/api/svc/x");
-        let gone = eventually(Duration::from_secs(3), async || {
+        let gone = eventually(PROPAGATION, async || {
             (client().get(url.as_str()).send().await.ok()?.status() == 503).then_some(())
         })
         .await;
