@@ -34,7 +34,7 @@ pub struct Policy {
     header: String,
     /// The same item as a header value, and `X-RateLimit-Limit`, made once (clones are free).
     header_value: Option<HeaderValue>,
-    limit_value: Option<HeaderValue>,
+    limit_value: HeaderValue,
     /// `gateway_ratelimit_decisions_total{policy, result}`: allowed, limited.
     decisions: [metrics::Counter; 2],
 }
@@ -55,7 +55,8 @@ impl RateLimits {
                     metrics::counter!(crate::names::M_RATELIMIT_DECISIONS, "policy" => Arc::clone(&label), "result" => result)
                 });
                 let header_value = super::static_value(header.clone());
-                let limit_value = super::static_value(spec.limit.to_string());
+                let limit_value =
+                    super::static_value(spec.limit.to_string()).unwrap_or_else(|| HeaderValue::from(spec.limit));
                 (name, Policy { spec, header, header_value, limit_value, decisions })
             })
             .collect();
@@ -83,11 +84,6 @@ fn key_value(spec: &PolicySpec, req: &HttpRequest, route: &Route, id: Option<&Id
         [one] => part(one),
         parts => parts.iter().map(part).collect::<Vec<_>>().join("+"),
     }
-}
-
-/// A header value from a number (no allocation beyond the value itself).
-fn number(n: u64) -> HeaderValue {
-    HeaderValue::from_str(itoa::Buffer::new().format(n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn secs(ms: u64) -> u64 {
@@ -142,10 +138,9 @@ pub async fn check(
         }
     };
     let mut headers: QuotaHeaders = Vec::with_capacity(5);
-    let limit = policy.limit_value.clone().unwrap_or_else(|| number(policy.spec.limit));
-    headers.push((HeaderName::from_static("x-ratelimit-limit"), limit));
-    headers.push((HeaderName::from_static("x-ratelimit-remaining"), number(tightest.remaining)));
-    headers.push((HeaderName::from_static("x-ratelimit-reset"), number(reset)));
+    headers.push((HeaderName::from_static("x-ratelimit-limit"), policy.limit_value.clone()));
+    headers.push((HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(tightest.remaining)));
+    headers.push((HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(reset)));
     if let Some(v) = policy_header {
         headers.push((HeaderName::from_static("ratelimit-policy"), v));
     }
