@@ -7,6 +7,7 @@ mod lifecycle;
 mod limits;
 mod routing;
 mod tls;
+mod upstream_wire;
 
 use cluster_tests::{GatewayProcess, MockUpstream};
 

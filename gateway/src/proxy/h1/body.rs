@@ -1,0 +1,122 @@
+//! A response body still arriving from the upstream: delimited by `Content-Length`,
+//! chunked, or by the connection closing. When the body is complete the connection
+//! goes back to the pool; dropped early (the client went away), it is closed.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use actix_web::error::PayloadError;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::BodyFraming;
+use super::chunked::{Decoder, Step};
+use super::pool::{self, Conn};
+
+/// Read buffer growth step while a body streams.
+const BODY_READ: usize = 16 * 1024;
+
+enum Left {
+    Length(u64),
+    Chunked(Decoder),
+    UntilClose,
+}
+
+/// The streamed response body, owning its connection until the end.
+pub struct ResponseBody {
+    conn: Option<Conn>,
+    left: Left,
+    keep_alive: bool,
+}
+
+impl ResponseBody {
+    /// A body framed as `framing` on `conn` (whose buffer may already hold some of it).
+    pub(super) fn new(conn: Conn, framing: BodyFraming, keep_alive: bool) -> Self {
+        let left = match framing {
+            BodyFraming::Length(n) => Left::Length(n),
+            BodyFraming::Chunked => Left::Chunked(Decoder::default()),
+            BodyFraming::None => Left::Length(0),
+            BodyFraming::UntilClose => Left::UntilClose,
+        };
+        Self { conn: Some(conn), left, keep_alive }
+    }
+
+    /// The body is complete: the connection is reusable when nothing else arrived.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+        {
+            pool::release(conn);
+        }
+    }
+
+    fn fail(&mut self, e: PayloadError) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        self.conn = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// Reads what the socket has into the connection's buffer.
+fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    if conn.buf.capacity() - conn.buf.len() < BODY_READ / 4 {
+        conn.buf.reserve(BODY_READ);
+    }
+    loop {
+        match conn.stream.try_read_buf(&mut conn.buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(conn.stream.poll_read_ready(cx))?,
+            other => return Poll::Ready(other),
+        }
+    }
+}
+
+impl Stream for ResponseBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            match &mut this.left {
+                Left::Length(0) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Left::Length(left) => {
+                    if !conn.buf.is_empty() {
+                        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                        let data = conn.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                }
+                Left::Chunked(decoder) => match decoder.step(&mut conn.buf) {
+                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                    Ok(Step::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Step::NeedMore) => {}
+                    Err(msg) => return this.fail(PayloadError::Io(io::Error::new(io::ErrorKind::InvalidData, msg))),
+                },
+                Left::UntilClose => {
+                    if !conn.buf.is_empty() {
+                        return Poll::Ready(Some(Ok(conn.buf.split().freeze())));
+                    }
+                }
+            }
+            match ready!(poll_fill(conn, cx)) {
+                Ok(0) if matches!(this.left, Left::UntilClose) => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(PayloadError::Incomplete(None)),
+                Ok(_) => {}
+                Err(e) => return this.fail(PayloadError::Io(e)),
+            }
+        }
+    }
+}

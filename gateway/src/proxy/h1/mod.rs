@@ -1,0 +1,435 @@
+//! A lean HTTP/1.1 client for plain `http://` upstreams, the proxy's hot path. Per
+//! request it writes the head (and a small body) in one `send`, reads the answer with
+//! one `recv` in the common case, and parses it with httparse into the header map the
+//! client response reuses. Connections live in a thread-local keep-alive pool
+//! (`pool.rs`); bodies stream both ways (`body.rs`, `chunked.rs`). `https://` upstreams
+//! keep going through awc, which brings TLS.
+
+mod body;
+mod chunked;
+mod pool;
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use actix_web::error::PayloadError;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actors::balancer::Endpoint;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use body::ResponseBody;
+use pool::Conn;
+pub use pool::IDLE as POOL_IDLE;
+
+/// Longest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most response headers accepted.
+const MAX_HEADERS: usize = 128;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+/// Time allowed to open a connection (the service timeout still bounds the whole wait).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connection could not be opened (safe to retry elsewhere).
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    /// Opening the connection took longer than the connect timeout.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// The connection failed while the request was sent or the answer awaited.
+    #[error("connection failed: {0}")]
+    Io(io::Error),
+    /// The upstream closed the connection without answering.
+    #[error("connection closed before a response")]
+    Closed,
+    /// The response head was malformed or too large.
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    /// The request body stream failed.
+    #[error("request body failed: {0}")]
+    Body(PayloadError),
+}
+
+impl Error {
+    /// Whether a connection error happened before anything was sent (retry is safe).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+/// How the request body is framed.
+#[derive(Debug, Clone, Copy)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request head being encoded.
+pub struct Head {
+    buf: BytesMut,
+}
+
+impl Head {
+    /// Starts `METHOD target HTTP/1.1` with the endpoint's `Host`; the target is the
+    /// endpoint's base path, `path` and `?query`.
+    pub fn new(method: &Method, ep: &Endpoint, path: &str, query: &str) -> Self {
+        let mut buf = BytesMut::with_capacity(1024);
+        buf.put_slice(method.as_str().as_bytes());
+        buf.put_u8(b' ');
+        let base = ep.url.base_path();
+        let path = if !base.is_empty() && path == "/" { "" } else { path };
+        buf.put_slice(base.as_bytes());
+        buf.put_slice(path.as_bytes());
+        if base.is_empty() && path.is_empty() {
+            buf.put_u8(b'/');
+        }
+        if !query.is_empty() {
+            buf.put_u8(b'?');
+            buf.put_slice(query.as_bytes());
+        }
+        buf.put_slice(b" HTTP/1.1\r\nhost: ");
+        buf.put_slice(&ep.host_header);
+        buf.put_slice(b"\r\n");
+        Self { buf }
+    }
+
+    /// Adds one header line.
+    pub fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.buf.put_slice(name.as_str().as_bytes());
+        self.buf.put_slice(b": ");
+        self.buf.put_slice(value.as_bytes());
+        self.buf.put_slice(b"\r\n");
+    }
+
+    /// Ends the head with the body framing header.
+    pub fn finish(mut self, framing: Framing) -> BytesMut {
+        match framing {
+            Framing::None => {}
+            Framing::Length(n) => {
+                self.buf.put_slice(b"content-length: ");
+                self.buf.put_slice(itoa::Buffer::new().format(n).as_bytes());
+                self.buf.put_slice(b"\r\n");
+            }
+            Framing::Chunked => self.buf.put_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        self.buf.put_slice(b"\r\n");
+        self.buf
+    }
+}
+
+/// The request body to send.
+pub enum SendBody<S> {
+    /// None.
+    Empty,
+    /// Fully in memory (sent in the same write as the head).
+    Full(Bytes),
+    /// Streamed from the client, with its length when declared.
+    Stream(S, Option<u64>),
+}
+
+/// The response body.
+pub enum Body {
+    /// None (HEAD, 1xx, 204, 304).
+    Empty,
+    /// Complete: it arrived with the head and the connection is back in the pool.
+    Full(Bytes),
+    /// Still arriving.
+    Stream(ResponseBody),
+}
+
+/// An upstream's answer.
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers, hop-by-hop ones and `Content-Length` removed (kept on a 304).
+    pub headers: HeaderMap,
+    /// The declared `Content-Length`.
+    pub length: Option<u64>,
+    /// The body.
+    pub body: Body,
+}
+
+/// Sends one request to a plain-HTTP endpoint and reads the response head. `idempotent`
+/// requests without a streamed body that fail on a pooled connection before any answer
+/// (the upstream closed it while idle) are sent again on a new connection; other requests
+/// get a pooled connection only after checking that it is still open.
+pub async fn send<S>(
+    ep: &Endpoint,
+    head: BytesMut,
+    body: SendBody<S>,
+    method: &Method,
+    idempotent: bool,
+) -> Result<Response, Error>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let head_only = *method == Method::HEAD;
+    match body {
+        SendBody::Stream(stream, length) => {
+            let mut conn = match pool::checkout(&ep.origin) {
+                Some(c) if is_open(&c) => c,
+                _ => connect(ep).await?,
+            };
+            conn.stream.write_all(&head).await.map_err(Error::Io)?;
+            write_body(&mut conn, stream, length).await?;
+            read_response(conn, head_only).await
+        }
+        SendBody::Empty | SendBody::Full(_) => {
+            let mut wire = head;
+            if let SendBody::Full(b) = body {
+                wire.extend_from_slice(&b);
+            }
+            let pooled = match pool::checkout(&ep.origin) {
+                Some(c) if idempotent || is_open(&c) => Some(c),
+                _ => None,
+            };
+            if let Some(conn) = pooled {
+                match exchange(conn, &wire, head_only).await {
+                    Err(Stale) => {}
+                    Ok(answer) => return answer,
+                }
+            }
+            match exchange(connect(ep).await?, &wire, head_only).await {
+                Ok(answer) => answer,
+                Err(Stale) => Err(Error::Closed),
+            }
+        }
+    }
+}
+
+/// A pooled connection failed before any answer arrived.
+struct Stale;
+
+async fn exchange(mut conn: Conn, wire: &[u8], head_only: bool) -> Result<Result<Response, Error>, Stale> {
+    let reused = conn.reused;
+    if let Err(e) = conn.stream.write_all(wire).await {
+        return if reused { Err(Stale) } else { Ok(Err(Error::Io(e))) };
+    }
+    match read_response(conn, head_only).await {
+        Err(Error::Closed) if reused => Err(Stale),
+        Err(Error::Io(e)) if reused && e.kind() == io::ErrorKind::ConnectionReset => Err(Stale),
+        other => Ok(other),
+    }
+}
+
+/// Whether a pooled connection is still open: nothing to read (an idle keep-alive
+/// connection has nothing to say; EOF or stray bytes mean it cannot be used).
+fn is_open(conn: &Conn) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+async fn connect(ep: &Endpoint) -> Result<Conn, Error> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep.url.authority())).await {
+        Err(_) => return Err(Error::ConnectTimeout),
+        Ok(Err(e)) => return Err(Error::Connect(e)),
+        Ok(Ok(s)) => s,
+    };
+    // Heads and small bodies go out in one write; streamed chunks should not wait.
+    let _ = stream.set_nodelay(true);
+    Ok(Conn::new(stream, std::sync::Arc::clone(&ep.origin)))
+}
+
+/// Streams the request body, chunk-encoding it when its length is unknown.
+async fn write_body<S>(conn: &mut Conn, mut body: S, length: Option<u64>) -> Result<(), Error>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let mut framed = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(Error::Body)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        if length.is_some() {
+            conn.stream.write_all(&chunk).await.map_err(Error::Io)?;
+        } else {
+            framed.clear();
+            framed.put_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            framed.put_slice(&chunk);
+            framed.put_slice(b"\r\n");
+            conn.stream.write_all(&framed).await.map_err(Error::Io)?;
+        }
+    }
+    if length.is_none() {
+        conn.stream.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?;
+    }
+    Ok(())
+}
+
+/// Reads the response head (skipping interim 1xx answers) and sets up the body.
+async fn read_response(mut conn: Conn, head_only: bool) -> Result<Response, Error> {
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            if let Some((len, parsed)) = parse_head(&conn.buf, head_only)? {
+                let head = conn.buf.split_to(len).freeze();
+                if parsed.status.is_informational() {
+                    continue;
+                }
+                return Ok(parsed.into_response(&head, conn));
+            }
+            if conn.buf.len() > MAX_HEAD {
+                return Err(Error::Invalid("response head too large"));
+            }
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match conn.stream.read_buf(&mut conn.buf).await {
+            Ok(0) if received || !conn.buf.is_empty() => {
+                return Err(Error::Invalid("connection closed inside the head"));
+            }
+            Ok(0) => return Err(Error::Closed),
+            Ok(_) => received = true,
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// A parsed head: status, where each kept header lies in the head bytes, framing.
+struct Parsed {
+    status: StatusCode,
+    /// (name, value range in the head) of the headers to keep.
+    headers: Vec<(HeaderName, std::ops::Range<usize>)>,
+    length: Option<u64>,
+    framing: BodyFraming,
+    keep_alive: bool,
+}
+
+fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Error> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("too many response headers")),
+        Err(_) => return Err(Error::Invalid("malformed response head")),
+    };
+    let status = res.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or(Error::Invalid("invalid status code"))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // Upgrade is never forwarded, so no switch was asked for.
+        return Err(Error::Invalid("unexpected protocol switch"));
+    }
+    let mut keep_alive = res.version == Some(1);
+    let mut length = None;
+    let mut chunked = None;
+    let mut listed: Vec<&[u8]> = Vec::new();
+    let mut headers = Vec::with_capacity(res.headers.len());
+    let base = buf.as_ptr() as usize;
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(Error::Invalid("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Invalid("conflicting Content-Length"));
+            }
+            length = Some(n);
+            if status != StatusCode::NOT_MODIFIED {
+                continue;
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Chunked only counts as the final coding.
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            continue;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive |= res.version == Some(0);
+                } else if !token.is_empty() {
+                    listed.push(token);
+                }
+            }
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            return Err(Error::Invalid("invalid header name"));
+        };
+        if super::headers::is_hop_by_hop(&name) {
+            continue;
+        }
+        let start = h.value.as_ptr() as usize - base;
+        headers.push((name, start..start + h.value.len()));
+    }
+    if !listed.is_empty() {
+        headers.retain(|(n, _)| !listed.iter().any(|l| n.as_str().as_bytes().eq_ignore_ascii_case(l)));
+    }
+    let framing = if head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        BodyFraming::None
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => BodyFraming::Chunked,
+            // Another final coding: the body runs until the connection closes.
+            (Some(false), _) => BodyFraming::UntilClose,
+            (None, Some(n)) => BodyFraming::Length(n),
+            (None, None) => BodyFraming::UntilClose,
+        }
+    };
+    if framing == BodyFraming::UntilClose {
+        keep_alive = false;
+    }
+    // With a transfer coding, a Content-Length says nothing about the body.
+    let length = if chunked.is_some() { None } else { length };
+    Ok(Some((len, Parsed { status, headers, length, framing, keep_alive })))
+}
+
+impl Parsed {
+    fn into_response(self, head: &Bytes, mut conn: Conn) -> Response {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, range) in self.headers {
+            // httparse checked the value bytes; an invalid one is dropped.
+            if let Ok(v) = HeaderValue::from_maybe_shared(head.slice(range)) {
+                headers.append(name, v);
+            }
+        }
+        let body = match self.framing {
+            BodyFraming::None => {
+                if self.keep_alive {
+                    pool::release(conn);
+                }
+                Body::Empty
+            }
+            BodyFraming::Length(n) if conn.buf.len() as u64 >= n => {
+                let full = conn.buf.split_to(n as usize).freeze();
+                if self.keep_alive {
+                    pool::release(conn);
+                }
+                Body::Full(full)
+            }
+            framing => Body::Stream(ResponseBody::new(conn, framing, self.keep_alive)),
+        };
+        Response { status: self.status, headers, length: self.length, body }
+    }
+}
+
+#[cfg(test)]
+mod tests;

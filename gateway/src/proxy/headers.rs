@@ -1,0 +1,180 @@
+//! Header rules of the proxy, both directions: hop-by-hop headers removed, spoofable
+//! identity and forwarding headers replaced by the gateway's own, `Via` appended.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::Forward;
+use crate::names;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus ones a proxy must not pass on.
+pub(super) const HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &names::KEEP_ALIVE,
+    &names::PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+];
+
+/// Whether `name` is hop-by-hop (never forwarded).
+pub(super) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// Extra hop-by-hop names listed in the `Connection` header.
+pub(super) fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Calls `f` with every header to send upstream for this request, in order: the client's
+/// end-to-end headers, then the gateway's forwarding, identity, validator, request id,
+/// trace and `Via` headers (each name at most once among the gateway's own).
+pub(super) fn each_upstream_header(fw: &Forward<'_>, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
+    let src = fw.req.headers();
+    let listed = if src.contains_key(header::CONNECTION) { connection_listed(src) } else { Vec::new() };
+    for (name, value) in src.iter() {
+        let drop = is_hop_by_hop(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::EXPECT
+            || name == header::VIA
+            || name == names::X_CONSUMER_ID
+            || name == names::X_CONSUMER_TIER
+            || name == names::X_FORWARDED_FOR
+            || name == names::X_FORWARDED_PROTO
+            || name == names::X_FORWARDED_HOST
+            || name == names::X_REAL_IP
+            || name == names::X_REQUEST_ID
+            || (name == names::FORWARDED && !fw.addr.peer_trusted)
+            || (fw.conditional.is_some() && (name == header::IF_NONE_MATCH || name == header::IF_MODIFIED_SINCE))
+            || (fw.traceparent.is_some() && name == names::TRACEPARENT)
+            || listed.contains(name);
+        if !drop {
+            f(name, value);
+        }
+    }
+    f(&names::X_FORWARDED_FOR, &fw.addr.forwarded_for);
+    f(&names::X_FORWARDED_PROTO, &fw.addr.forwarded_proto);
+    if let Some(h) = &fw.addr.forwarded_host {
+        f(&names::X_FORWARDED_HOST, h);
+    }
+    if let Some(ip) = &fw.addr.real_ip {
+        f(&names::X_REAL_IP, ip);
+    }
+    if let Some(id) = fw.identity {
+        if let Ok(v) = HeaderValue::from_str(&id.consumer) {
+            f(&names::X_CONSUMER_ID, &v);
+        }
+        if let Some(v) = id.tier.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+            f(&names::X_CONSUMER_TIER, &v);
+        }
+    }
+    if let Some(c) = fw.conditional {
+        if let Some(v) = &c.etag {
+            f(&header::IF_NONE_MATCH, v);
+        }
+        if let Some(v) = &c.last_modified {
+            f(&header::IF_MODIFIED_SINCE, v);
+        }
+    }
+    f(&names::X_REQUEST_ID, fw.request_id);
+    if let Some(tp) = fw.traceparent {
+        f(&names::TRACEPARENT, tp);
+    }
+    f(&header::VIA, &via_value(src.get(header::VIA), fw.via));
+}
+
+/// The headers to send upstream as a map (the awc path and queued jobs).
+pub(super) fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(fw.req.headers().len() + 6);
+    each_upstream_header(fw, |n, v| out.append(n.clone(), v.clone()));
+    out
+}
+
+/// `Via`: the previous hops' value with ours appended.
+fn via_value(existing: Option<&HeaderValue>, via: &HeaderValue) -> HeaderValue {
+    match existing.and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", via.to_str().unwrap_or_default()))
+                .unwrap_or_else(|_| via.clone())
+        }
+        _ => via.clone(),
+    }
+}
+
+/// Appends this node to the `Via` header of `out`.
+pub(super) fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
+    let value = via_value(out.get(header::VIA), via);
+    out.insert(header::VIA, value);
+}
+
+/// Turns an upstream's response headers into the client's: hop-by-hop headers (and the
+/// ones `Connection` lists) removed, `Content-Length` removed except on a 304 (the body
+/// we send re-derives it). Returns the upstream's declared length.
+pub(super) fn clean_response_headers(headers: &mut HeaderMap, status: StatusCode) -> Option<u64> {
+    let length =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    for name in connection_listed(headers) {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if status != StatusCode::NOT_MODIFIED {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    length
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_recognised() {
+        assert!(is_hop_by_hop(&header::CONNECTION));
+        assert!(is_hop_by_hop(&header::TRANSFER_ENCODING));
+        assert!(is_hop_by_hop(&names::KEEP_ALIVE));
+        assert!(!is_hop_by_hop(&header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn connection_listed_names_are_collected() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret-Hop"));
+        let l = connection_listed(&h);
+        assert!(l.contains(&HeaderName::from_static("x-secret-hop")));
+    }
+
+    #[test]
+    fn via_is_appended_to_previous_hops() {
+        let ours = HeaderValue::from_static("1.1 gw-1");
+        assert_eq!(via_value(None, &ours), "1.1 gw-1");
+        let prev = HeaderValue::from_static("1.0 edge");
+        assert_eq!(via_value(Some(&prev), &ours), "1.0 edge, 1.1 gw-1");
+    }
+
+    #[test]
+    fn response_cleaning_keeps_the_length_of_a_304_only() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-hop"));
+        h.insert(HeaderName::from_static("x-hop"), HeaderValue::from_static("1"));
+        h.insert(header::ETAG, HeaderValue::from_static("\"a\""));
+        let mut g = h.clone();
+        assert_eq!(clean_response_headers(&mut h, StatusCode::OK), Some(12));
+        assert!(h.get(header::CONTENT_LENGTH).is_none() && h.get("x-hop").is_none());
+        assert!(h.get(header::CONNECTION).is_none() && h.get(header::ETAG).is_some());
+        clean_response_headers(&mut g, StatusCode::NOT_MODIFIED);
+        assert_eq!(g.get(header::CONTENT_LENGTH).map(|v| v.as_bytes()), Some(&b"12"[..]));
+    }
+}

@@ -1,0 +1,110 @@
+//! Queued jobs (SPEC §9): the same header rules, balancer and timeouts as proxied
+//! requests, with the request captured at enqueue time and the answer buffered as the
+//! job's result. Jobs run on the queue thread's awc client.
+
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::web;
+use actors::balancer::{Endpoint, InFlight};
+use actors::circuit::Breakers;
+use actors::registry::Route;
+use bytes::Bytes;
+
+use super::headers::{connection_listed, is_hop_by_hop, upstream_headers};
+use super::{Forward, classify, read_all};
+use crate::error::GatewayError;
+use crate::pipeline::limits::{BodyKind, FaultSlot, LimitedBody};
+
+/// The headers the proxy would send upstream for this request (stored with a job).
+pub fn job_headers(fw: &Forward<'_>) -> HeaderMap {
+    upstream_headers(fw)
+}
+
+/// Reads the whole request body within `node.max_body` and the request deadline.
+pub async fn buffer_body(fw: &Forward<'_>, payload: web::Payload, kind: BodyKind) -> Result<Bytes, GatewayError> {
+    if kind == BodyKind::Empty {
+        return Ok(Bytes::new());
+    }
+    let fault = FaultSlot::default();
+    let deadline = tokio::time::Instant::from_std(fw.started + fw.limits.request_timeout);
+    read_all(LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone()), &fault, fw.limits).await
+}
+
+/// `origin + base path + path [+ ? query]` for an endpoint (proxied requests and jobs).
+pub fn endpoint_url(ep: &Endpoint, path: &str, query: &str) -> String {
+    let base = ep.url.base_path();
+    let path = if !base.is_empty() && path == "/" { "" } else { path };
+    let mut url = String::with_capacity(ep.origin.len() + base.len() + path.len() + query.len() + 2);
+    url.push_str(&ep.origin);
+    url.push_str(base);
+    url.push_str(path);
+    if url.len() == ep.origin.len() {
+        url.push('/');
+    }
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// Runs one queued job: the route's balancer picks an endpoint, the stored request goes
+/// out with the service timeout, and the answer (at most `max_body` bytes, hop-by-hop
+/// headers removed) comes back as the job's result.
+pub async fn send_job(
+    client: &awc::Client,
+    route: &Route,
+    job: &actors::queue::JobRequest,
+    max_body: u64,
+    breakers: Option<&Breakers>,
+) -> actors::queue::RunOutcome {
+    use actors::queue::{JobResult, RunOutcome};
+    let breaker = breakers.zip(route.spec.circuit_breaker.as_ref());
+    let Some(endpoint) = route.pool.pick(None, &[], |e| breaker.is_none() || e.circuit().admits()) else {
+        return RunOutcome::Failed(format!("no healthy upstream for service {}", route.name));
+    };
+    let _in_flight = InFlight::start(Arc::clone(&endpoint));
+    let r = &job.request;
+    let Ok(method) = Method::from_bytes(r.method.as_bytes()) else {
+        return RunOutcome::Failed(format!("invalid method {:?}", r.method));
+    };
+    let timeout = route.spec.timeout.get();
+    let mut creq = client.request(method, endpoint_url(&endpoint, &r.path, &r.query)).timeout(timeout).no_decompress();
+    let headers = creq.headers_mut();
+    for (name, value) in &r.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.append(n, v);
+        }
+    }
+    let sent = if r.body.is_empty() {
+        creq.send_body(actix_web::body::None::new()).await
+    } else {
+        creq.send_body(Bytes::copy_from_slice(&r.body)).await
+    };
+    if let Some((b, spec)) = breaker {
+        let ok = sent.as_ref().is_ok_and(|res| !spec.is_failure(res.status().as_u16()));
+        b.record(&route.name, &endpoint, ok, false);
+    }
+    let mut res = match sent {
+        Ok(res) => res,
+        Err(e) => {
+            let err = classify(e, timeout, &endpoint);
+            tracing::warn!(service = %route.name, endpoint = %endpoint.id, job = %job.id, error = %err, "queued job failed upstream");
+            return RunOutcome::Failed(err.to_string());
+        }
+    };
+    let body = match res.body().limit(usize::try_from(max_body).unwrap_or(usize::MAX)).await {
+        Ok(b) => b,
+        Err(e) => return RunOutcome::Failed(format!("{} answered an unreadable body: {e}", endpoint.id)),
+    };
+    let listed = connection_listed(res.headers());
+    let headers = res
+        .headers()
+        .iter()
+        .filter(|(n, _)| !is_hop_by_hop(n) && **n != header::CONTENT_LENGTH && !listed.contains(n))
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
+        .collect();
+    RunOutcome::Answered(JobResult { status: res.status().as_u16(), headers, body: body.to_vec() })
+}

@@ -1,0 +1,456 @@
+//! Forwarding one request to an upstream endpoint: pooled keep-alive connections,
+//! streaming bodies both ways, hop-by-hop headers removed, forwarding headers added, the
+//! service timeout applied, and retries of idempotent requests on connect errors only
+//! (each retry to the balancer's next pick). Plain `http://` endpoints go through the
+//! lean client in `h1`; `https://` ones through awc with rustls.
+
+mod h1;
+mod headers;
+mod jobs;
+
+pub use jobs::{buffer_body, endpoint_url, job_headers, send_job};
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actors::balancer::{Endpoint, InFlight};
+use actors::circuit::Breakers;
+use actors::registry::Route;
+use actors::spec::Scheme;
+use awc::error::{ConnectError, SendRequestError};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+use crate::error::GatewayError;
+use crate::pipeline::forwarded::ClientAddr;
+use crate::pipeline::limits::{BodyKind, FaultSlot, LimitedBody, Limits};
+
+/// Bodies of idempotent requests up to this size are buffered so they can be retried.
+const REPLAY_MAX: u64 = 64 * 1024;
+
+/// Builds the TLS settings for `https://` upstreams: the Mozilla root set (webpki-roots)
+/// plus the PEM certificates of `extra_ca` (a private CA, `node.upstream_ca_file`).
+pub fn tls_config(extra_ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca {
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| format!("invalid PEM: {e}"))?;
+            roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("no certificate found in the PEM file".into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Builds the per-worker upstream client.
+pub fn client(tls: Arc<rustls::ClientConfig>) -> awc::Client {
+    let connector = awc::Connector::new()
+        .rustls_0_23(tls)
+        .timeout(Duration::from_secs(5))
+        .conn_keep_alive(h1::POOL_IDLE)
+        .conn_lifetime(Duration::from_secs(300))
+        .limit(0);
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .no_default_headers()
+        // Proxied requests time out through `tokio::time::timeout` (no boxed timer per
+        // request); jobs set their own timeout on the request.
+        .disable_timeout()
+        .finish()
+}
+
+/// Everything the proxy needs to know about one request.
+pub struct Forward<'a> {
+    /// The client request.
+    pub req: &'a HttpRequest,
+    /// The matched route.
+    pub route: &'a Route,
+    /// Path to request upstream (prefix stripped as configured, after normalization).
+    pub upstream_path: &'a str,
+    /// Client address and forwarding header values.
+    pub addr: &'a ClientAddr,
+    /// The request id.
+    pub request_id: &'a HeaderValue,
+    /// `Via` value of this node (`1.1 gw-1`).
+    pub via: &'a HeaderValue,
+    /// Consistent-hash input, when the balancer needs one.
+    pub hash_key: Option<&'a [u8]>,
+    /// Node limits (body size, request deadline).
+    pub limits: &'a Limits,
+    /// When the request arrived (the body deadline counts from here).
+    pub started: Instant,
+    /// The verified caller, sent upstream as `X-Consumer-Id` / `X-Consumer-Tier`.
+    pub identity: Option<&'a actors::auth::Identity>,
+    /// The node's breakers (used when the service has `[services.circuit_breaker]`).
+    pub breakers: Option<&'a Breakers>,
+    /// Set by the cache: the client's conditional headers are replaced by these
+    /// validators (revalidation) or dropped (`None` inside), so a storable answer comes back.
+    pub conditional: Option<&'a Conditional>,
+    /// W3C `traceparent` to send instead of the client's (set when traces are exported).
+    pub traceparent: Option<&'a HeaderValue>,
+}
+
+/// The cache's own validators for a conditional request upstream.
+#[derive(Debug, Default, Clone)]
+pub struct Conditional {
+    /// Sent as `If-None-Match`.
+    pub etag: Option<HeaderValue>,
+    /// Sent as `If-Modified-Since`.
+    pub last_modified: Option<HeaderValue>,
+}
+
+/// What happened upstream, for metrics and the access log.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The endpoint that answered (or failed last).
+    pub endpoint: Option<Arc<Endpoint>>,
+    /// Time until the upstream's response head.
+    pub upstream_time: Option<Duration>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the last attempt was sent (for the upstream span).
+    pub sent_at: Option<Instant>,
+}
+
+enum Body {
+    Empty,
+    Buffered(Bytes),
+    Stream(LimitedBody<web::Payload>, Option<u64>),
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+/// Sends the request upstream and turns the answer into the client response.
+/// `payload` may be `None` for requests without a body (background refreshes).
+pub async fn forward(
+    fw: Forward<'_>,
+    payload: Option<web::Payload>,
+    kind: BodyKind,
+    client: &awc::Client,
+    outcome: &mut Outcome,
+) -> Result<HttpResponse, GatewayError> {
+    let method = fw.req.method();
+    let fault = FaultSlot::default();
+    let deadline = tokio::time::Instant::from_std(fw.started + fw.limits.request_timeout);
+    let retries = if is_idempotent(method) { fw.route.spec.retries } else { 0 };
+    let mut body = match (kind, payload) {
+        (BodyKind::Empty, _) | (_, None) => Body::Empty,
+        (kind, Some(payload)) => {
+            let limited = LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone());
+            match kind {
+                BodyKind::Sized(n) if retries > 0 && n <= REPLAY_MAX => {
+                    Body::Buffered(read_all(limited, &fault, fw.limits).await?)
+                }
+                BodyKind::Sized(n) => Body::Stream(limited, Some(n)),
+                _ => Body::Stream(limited, None),
+            }
+        }
+    };
+    let attempts = match body {
+        Body::Stream(..) => 1,
+        _ => 1 + retries,
+    };
+    let timeout = fw.route.spec.timeout.get();
+    let mut tried: Vec<Arc<str>> = Vec::new();
+    let breaker = fw.breakers.zip(fw.route.spec.circuit_breaker.as_ref());
+    for attempt in 1..=attempts {
+        let (endpoint, probe) = choose(&fw, &tried, breaker.map(|(b, _)| b)).await?;
+        let in_flight = InFlight::start(Arc::clone(&endpoint));
+        outcome.endpoint = Some(Arc::clone(&endpoint));
+        outcome.attempts = attempt;
+        let sent_at = Instant::now();
+        // The timeout runs until the response head arrives.
+        let result = match endpoint.url.scheme() {
+            Scheme::Http => tokio::time::timeout(timeout, send_h1(&fw, &endpoint, &mut body)).await,
+            Scheme::Https => tokio::time::timeout(timeout, send_awc(&fw, &endpoint, &mut body, client)).await,
+        }
+        .unwrap_or(Err(Failure::Timeout));
+        outcome.upstream_time = Some(sent_at.elapsed());
+        outcome.sent_at = Some(sent_at);
+        match result {
+            Ok(answer) => {
+                if let Some((b, spec)) = breaker {
+                    b.record(&fw.route.name, &endpoint, !spec.is_failure(answer.status.as_u16()), probe);
+                }
+                return Ok(respond(answer, in_flight, method, fw.via));
+            }
+            Err(e) => {
+                if let Some(f) = fault.get() {
+                    // The client's fault (body too large or too slow), not the upstream's.
+                    if probe && let Some((b, _)) = breaker {
+                        b.record(&fw.route.name, &endpoint, true, true);
+                    }
+                    return Err(f.into_error(fw.limits));
+                }
+                if let Some((b, _)) = breaker {
+                    b.record(&fw.route.name, &endpoint, false, probe);
+                }
+                let retriable = e.is_connect();
+                let err = e.into_error(timeout, &endpoint);
+                tracing::warn!(
+                    service = %fw.route.name, endpoint = %endpoint.id, attempt, error = %err,
+                    "upstream request failed"
+                );
+                if !retriable || attempt == attempts {
+                    return Err(err);
+                }
+                tried.push(Arc::clone(&endpoint.id));
+            }
+        }
+    }
+    Err(no_healthy_upstream(fw.route))
+}
+
+/// An upstream's answer, whichever client fetched it; headers already cleaned.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// The declared body length (announced on HEAD answers).
+    length: Option<u64>,
+    body: AnswerBody,
+}
+
+enum AnswerBody {
+    Empty,
+    Full(Bytes),
+    H1(h1::ResponseBody),
+    Awc(awc::ClientResponse),
+}
+
+/// Why one attempt failed.
+enum Failure {
+    Timeout,
+    H1(h1::Error),
+    Awc(SendRequestError),
+}
+
+impl Failure {
+    /// Nothing reached the upstream: another endpoint may be tried.
+    fn is_connect(&self) -> bool {
+        match self {
+            Self::Timeout => false,
+            Self::H1(e) => e.is_connect(),
+            Self::Awc(e) => matches!(e, SendRequestError::Connect(_)),
+        }
+    }
+
+    fn into_error(self, timeout: Duration, ep: &Endpoint) -> GatewayError {
+        match self {
+            Self::Timeout | Self::H1(h1::Error::ConnectTimeout) => GatewayError::UpstreamTimeout(timeout),
+            Self::H1(h1::Error::Connect(e)) => {
+                GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {e}", ep.id))
+            }
+            Self::H1(e) => GatewayError::UpstreamUnavailable(format!("{} failed: {e}", ep.id)),
+            Self::Awc(e) => classify(e, timeout, ep),
+        }
+    }
+}
+
+/// The request body for one attempt; a buffered body stays for the next one.
+fn take_body(body: &mut Body) -> h1::SendBody<LimitedBody<web::Payload>> {
+    match std::mem::replace(body, Body::Empty) {
+        Body::Empty => h1::SendBody::Empty,
+        Body::Buffered(b) => {
+            *body = Body::Buffered(b.clone());
+            h1::SendBody::Full(b)
+        }
+        Body::Stream(s, n) => h1::SendBody::Stream(s, n),
+    }
+}
+
+/// One attempt to a plain-HTTP endpoint: the head is written straight from the request.
+async fn send_h1(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body) -> Result<Answer, Failure> {
+    let method = fw.req.method();
+    let send = take_body(body);
+    let framing = match &send {
+        h1::SendBody::Empty => h1::Framing::None,
+        h1::SendBody::Full(b) => h1::Framing::Length(b.len() as u64),
+        h1::SendBody::Stream(_, Some(n)) => h1::Framing::Length(*n),
+        h1::SendBody::Stream(_, None) => h1::Framing::Chunked,
+    };
+    let mut head = h1::Head::new(method, ep, fw.upstream_path, fw.req.query_string());
+    headers::each_upstream_header(fw, |n, v| head.header(n, v));
+    let res = h1::send(ep, head.finish(framing), send, method, is_idempotent(method)).await.map_err(Failure::H1)?;
+    let body = match res.body {
+        h1::Body::Empty => AnswerBody::Empty,
+        h1::Body::Full(b) => AnswerBody::Full(b),
+        h1::Body::Stream(s) => AnswerBody::H1(s),
+    };
+    Ok(Answer { status: res.status, headers: res.headers, length: res.length, body })
+}
+
+/// One attempt to an `https://` endpoint through awc.
+async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc::Client) -> Result<Answer, Failure> {
+    let url = endpoint_url(ep, fw.upstream_path, fw.req.query_string());
+    let mut creq = client.request(fw.req.method().clone(), url).no_decompress();
+    *creq.headers_mut() = headers::upstream_headers(fw);
+    if let Ok(host) = HeaderValue::from_maybe_shared(ep.host_header.clone()) {
+        creq.headers_mut().insert(header::HOST, host);
+    }
+    let sending = match take_body(body) {
+        // `None`, not `()`: no `Content-Length: 0` on requests that had no body.
+        h1::SendBody::Empty => creq.send_body(actix_web::body::None::new()),
+        h1::SendBody::Full(b) => creq.send_body(b),
+        h1::SendBody::Stream(s, Some(n)) => creq.send_body(SizedStream::new(n, s)),
+        h1::SendBody::Stream(s, None) => creq.send_body(BodyStream::new(s)),
+    };
+    let res = sending.await.map_err(Failure::Awc)?;
+    let status = res.status();
+    // The upstream's header map becomes ours: no per-header copies.
+    let mut headers = HeaderMap::new();
+    let res = res.map_body(|head, payload| {
+        headers = std::mem::take(&mut head.headers);
+        payload
+    });
+    let length = headers::clean_response_headers(&mut headers, status);
+    Ok(Answer { status, headers, length, body: AnswerBody::Awc(res) })
+}
+
+/// The endpoint for the next attempt and whether it is a half-open probe. With a breaker,
+/// an instance whose open period has run out gets this request as a probe when the
+/// cluster still has one to give; otherwise only instances with closed breakers are used.
+async fn choose(
+    fw: &Forward<'_>,
+    tried: &[Arc<str>],
+    breakers: Option<&Breakers>,
+) -> Result<(Arc<Endpoint>, bool), GatewayError> {
+    let pool = &fw.route.pool;
+    if let Some(breakers) = breakers {
+        let now = actors::now_unix_ms();
+        for ep in pool.endpoints() {
+            if ep.is_selectable()
+                && ep.circuit().probe_due(now)
+                && !tried.contains(&ep.id)
+                && breakers.probe(&fw.route.name, ep).await
+            {
+                return Ok((Arc::clone(ep), true));
+            }
+        }
+    }
+    // Services without a breaker ignore the cells (one may keep a state from an old config).
+    let usable = |e: &Endpoint| breakers.is_none() || e.circuit().admits();
+    pool.pick(fw.hash_key, tried, usable)
+        .or_else(|| if tried.is_empty() { None } else { pool.pick(fw.hash_key, &[], usable) })
+        .map(|e| (e, false))
+        .ok_or_else(|| no_healthy_upstream(fw.route))
+}
+
+/// 503 with `Retry-After`: seconds until the earliest breaker goes half-open when
+/// breakers took instances out, else the health-check interval.
+fn no_healthy_upstream(route: &Route) -> GatewayError {
+    let now = actors::now_unix_ms();
+    let breaker_wait = route
+        .spec
+        .circuit_breaker
+        .is_some()
+        .then(|| route.pool.endpoints().iter().filter_map(|e| e.circuit().open_until()).min())
+        .flatten()
+        .map(|until| until.saturating_sub(now).div_ceil(1000));
+    let retry_after = breaker_wait
+        .or_else(|| route.spec.health_check.as_ref().map(|h| h.interval.get().as_secs_f64().ceil() as u64))
+        .unwrap_or(1);
+    GatewayError::NoHealthyUpstream { service: route.name.to_string(), retry_after: retry_after.max(1) }
+}
+
+async fn read_all(
+    mut body: LimitedBody<web::Payload>,
+    fault: &FaultSlot,
+    limits: &Limits,
+) -> Result<Bytes, GatewayError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => buf.extend_from_slice(&c),
+            Err(e) => {
+                return Err(match fault.get() {
+                    Some(f) => f.into_error(limits),
+                    None => GatewayError::BadRequest(format!("could not read the request body: {e}")),
+                });
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn classify(e: SendRequestError, timeout: Duration, ep: &Endpoint) -> GatewayError {
+    match e {
+        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+            GatewayError::UpstreamTimeout(timeout)
+        }
+        SendRequestError::Connect(c) => GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {c}", ep.id)),
+        other => GatewayError::UpstreamUnavailable(format!("{} failed: {other}", ep.id)),
+    }
+}
+
+/// Keeps an endpoint counted as busy until the response body has been sent.
+struct Tracked<S> {
+    inner: S,
+    _in_flight: InFlight,
+}
+
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Tracked<S> {
+    type Item = Result<Bytes, PayloadError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+fn respond(answer: Answer, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse {
+    let Answer { status, mut headers, length, body } = answer;
+    headers::append_via(&mut headers, via);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut response = if no_body {
+        match length {
+            // HEAD: announce the length; the codec sends no body for HEAD.
+            Some(n) if *method == Method::HEAD => {
+                let empty = futures_util::stream::empty::<Result<Bytes, PayloadError>>();
+                HttpResponse::with_body(status, SizedStream::new(n, empty)).map_into_boxed_body()
+            }
+            _ => HttpResponse::with_body(status, actix_web::body::None::new()).map_into_boxed_body(),
+        }
+    } else {
+        match body {
+            AnswerBody::Empty => HttpResponse::with_body(status, Bytes::new()).map_into_boxed_body(),
+            // Complete already: the endpoint is no longer busy with it.
+            AnswerBody::Full(b) => HttpResponse::with_body(status, b).map_into_boxed_body(),
+            AnswerBody::H1(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
+            AnswerBody::Awc(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
+        }
+    };
+    *response.headers_mut() = headers;
+    response
+}
+
+fn streamed<S>(status: StatusCode, length: Option<u64>, body: S) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    match length {
+        Some(n) => HttpResponse::with_body(status, SizedStream::new(n, body)).map_into_boxed_body(),
+        None => HttpResponse::with_body(status, BodyStream::new(body)).map_into_boxed_body(),
+    }
+}
