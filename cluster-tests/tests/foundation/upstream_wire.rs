@@ -140,3 +140,26 @@ async fn malformed_answers_are_502_and_the_next_request_works() {
     let res = client().get(gw.url("/api/raw/good")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[actix_rt::test]
+async fn a_body_the_upstream_stops_sending_is_cut_after_the_service_timeout() {
+    // Ten bytes announced, five sent, then silence on an open connection.
+    let up = raw_upstream(false, |_| b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234".to_vec());
+    let gw = gateway_for(&up);
+    let addr = gw.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+        sock.write_all(b"GET /api/raw/stall HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        // Ends at EOF (the gateway closes the cut response), or errors at the read timeout.
+        let closed = sock.read_to_end(&mut answer).is_ok();
+        (closed, String::from_utf8_lossy(&answer).to_ascii_lowercase())
+    })
+    .await
+    .unwrap();
+    assert!(answer.0, "the gateway must close the connection, not wait forever: {}", answer.1);
+    assert!(answer.1.contains("content-length: 10\r\n"), "{}", answer.1);
+    assert!(answer.1.ends_with("\r\n\r\n01234"), "only the bytes the upstream sent: {}", answer.1);
+    assert!(gw.log_text().contains("upstream sent nothing for 2s"), "{}", gw.log_text());
+}

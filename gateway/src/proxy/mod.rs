@@ -295,7 +295,8 @@ async fn send_h1(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body) -> Result<Ans
     let body = match res.body {
         h1::Body::Empty => AnswerBody::Empty,
         h1::Body::Full(b) => AnswerBody::Full(b),
-        h1::Body::Stream(s) => AnswerBody::H1(s),
+        // A stalled body ends after the service timeout of silence.
+        h1::Body::Stream(s) => AnswerBody::H1(s.idle_timeout(fw.route.spec.timeout.get())),
     };
     Ok(Answer { status: res.status, headers: res.headers, length: res.length, body })
 }

@@ -1,14 +1,18 @@
 //! A response body still arriving from the upstream: delimited by `Content-Length`,
 //! chunked, or by the connection closing. When the body is complete the connection
-//! goes back to the pool; dropped early (the client went away), it is closed.
+//! goes back to the pool; dropped early (the client went away), it is closed. An upstream
+//! that sends nothing for the idle timeout ends the body with an error.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
 
 use super::BodyFraming;
 use super::chunked::{Decoder, Step};
@@ -28,6 +32,10 @@ pub struct ResponseBody {
     conn: Option<Conn>,
     left: Left,
     keep_alive: bool,
+    idle: Option<Duration>,
+    // Armed (or re-armed) when a read has to wait: bodies that arrive at once never pay.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 impl ResponseBody {
@@ -39,7 +47,30 @@ impl ResponseBody {
             BodyFraming::None => Left::Length(0),
             BodyFraming::UntilClose => Left::UntilClose,
         };
-        Self { conn: Some(conn), left, keep_alive }
+        Self { conn: Some(conn), left, keep_alive, idle: None, timer: None, waiting: false }
+    }
+
+    /// Fails the body when the upstream sends nothing for `idle`.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Called when a read must wait: `Ready` once the upstream has been silent too long.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(idle) = self.idle else { return Poll::Pending };
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + idle;
+            match self.timer.as_mut() {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 
     /// The body is complete: the connection is reusable when nothing else arrived.
@@ -108,7 +139,19 @@ impl Stream for ResponseBody {
                     }
                 }
             }
-            match ready!(poll_fill(conn, cx)) {
+            let filled = match poll_fill(conn, cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    if this.poll_idle(cx).is_ready() {
+                        let idle = this.idle.unwrap_or_default();
+                        let msg = format!("upstream sent nothing for {}", humantime::format_duration(idle));
+                        return this.fail(PayloadError::Io(io::Error::new(io::ErrorKind::TimedOut, msg)));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            this.waiting = false;
+            match filled {
                 Ok(0) if matches!(this.left, Left::UntilClose) => {
                     this.conn = None;
                     return Poll::Ready(None);

@@ -259,3 +259,22 @@ async fn streamed_request_bodies_are_sent_sized_or_chunked() {
     let chunked = String::from_utf8_lossy(&reqs[1]);
     assert!(chunked.contains("transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"), "{chunked}");
 }
+
+#[tokio::test]
+async fn a_body_the_upstream_stops_sending_ends_with_an_error_after_the_idle_timeout() {
+    let up = upstream(vec![Reply {
+        pieces: vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234", b"5"],
+        close: false,
+    }])
+    .await;
+    let ep = endpoint(up.port, "");
+    let Body::Stream(body) = get(&ep, Method::GET).await.unwrap().body else { panic!("expected a stream") };
+    let mut body = body.idle_timeout(Duration::from_millis(300));
+    assert_eq!(&body.next().await.unwrap().unwrap()[..], b"01234");
+    // The second piece comes 20 ms later: well within the idle timeout.
+    assert_eq!(&body.next().await.unwrap().unwrap()[..], b"5");
+    let err = body.next().await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("sent nothing for 300ms"), "{err}");
+    assert!(body.next().await.is_none());
+    assert_eq!(pool::idle_count(&ep.origin), 0);
+}
