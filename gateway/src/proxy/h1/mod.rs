@@ -191,20 +191,19 @@ where
             if let SendBody::Full(b) = body {
                 wire.extend_from_slice(&b);
             }
-            let pooled = match pool::checkout(&ep.origin) {
-                Some(c) if idempotent || is_open(&c) => Some(c),
-                _ => None,
-            };
-            if let Some(conn) = pooled {
-                match exchange(conn, &wire, head_only).await {
+            match pool::checkout(&ep.origin) {
+                // Resent on a new connection if the pooled one turns out closed.
+                Some(conn) if idempotent => match exchange(conn, &wire, head_only, true).await {
                     Err(Stale) => {}
                     Ok(answer) => return answer,
+                },
+                // Sent once: a failure after the check is the request's failure.
+                Some(conn) if is_open(&conn) => {
+                    return exchange(conn, &wire, head_only, false).await.unwrap_or(Err(Error::Closed));
                 }
+                _ => {}
             }
-            match exchange(connect(ep).await?, &wire, head_only).await {
-                Ok(answer) => answer,
-                Err(Stale) => Err(Error::Closed),
-            }
+            exchange(connect(ep).await?, &wire, head_only, false).await.unwrap_or(Err(Error::Closed))
         }
     }
 }
@@ -212,8 +211,15 @@ where
 /// A pooled connection failed before any answer arrived.
 struct Stale;
 
-async fn exchange(mut conn: Conn, wire: &[u8], head_only: bool) -> Result<Result<Response, Error>, Stale> {
-    let reused = conn.reused;
+/// Writes the request and reads the answer's head. With `retry_stale`, a pooled
+/// connection that fails before answering yields `Stale` instead of the error.
+async fn exchange(
+    mut conn: Conn,
+    wire: &[u8],
+    head_only: bool,
+    retry_stale: bool,
+) -> Result<Result<Response, Error>, Stale> {
+    let reused = conn.reused && retry_stale;
     if let Err(e) = conn.stream.write_all(wire).await {
         return if reused { Err(Stale) } else { Ok(Err(Error::Io(e))) };
     }

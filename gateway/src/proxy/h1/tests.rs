@@ -278,3 +278,20 @@ async fn a_body_the_upstream_stops_sending_ends_with_an_error_after_the_idle_tim
     assert!(body.next().await.is_none());
     assert_eq!(pool::idle_count(&ep.origin), 0);
 }
+
+#[tokio::test]
+async fn a_request_the_upstream_received_and_dropped_is_resent_only_when_idempotent() {
+    let drop_it = Reply { pieces: vec![b""], close: true };
+    // POST: received on a live pooled connection, dropped unanswered: not sent twice.
+    let up = upstream(vec![reply(OK), drop_it.clone(), reply(OK)]).await;
+    let ep = endpoint(up.port, "");
+    get(&ep, Method::POST).await.unwrap();
+    assert!(matches!(get(&ep, Method::POST).await, Err(Error::Closed)));
+    assert_eq!(up.requests.lock().unwrap().len(), 2);
+    // GET: the same failure is retried once on a new connection.
+    let up = upstream(vec![reply(OK), drop_it, reply(OK)]).await;
+    let ep = endpoint(up.port, "");
+    get(&ep, Method::GET).await.unwrap();
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    assert_eq!(up.requests.lock().unwrap().len(), 3);
+}
