@@ -124,3 +124,28 @@ async fn bodies_stream_through_both_ways_unchanged() {
     assert_eq!(up.recorded()[0].body, payload);
     assert_eq!(up.recorded()[0].header("content-length"), Some("307200"));
 }
+
+#[actix_rt::test]
+async fn empty_bodies_keep_their_framing_upstream() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&service("s", &[&up], ""));
+    let res = client().post(gw.url("/api/s/empty")).send_body("").await.unwrap();
+    assert_eq!(res.status(), 200);
+    // Raw, so that the request surely carries neither Content-Length nor Transfer-Encoding.
+    let addr = gw.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.write_all(b"GET /api/s/none HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        sock.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = up.recorded();
+    assert_eq!(seen[0].header("content-length"), Some("0"), "a declared empty body stays declared");
+    assert_eq!(seen[1].header("content-length"), None, "no length invented for a request without a body");
+    assert_eq!(seen[1].header("transfer-encoding"), None);
+}

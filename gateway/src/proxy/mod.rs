@@ -279,11 +279,18 @@ fn take_body(body: &mut Body) -> h1::SendBody<LimitedBody<web::Payload>> {
     }
 }
 
+/// Whether the client framed its (empty) body with a `Content-Length`.
+fn declares_length(fw: &Forward<'_>) -> bool {
+    fw.req.headers().contains_key(header::CONTENT_LENGTH)
+}
+
 /// One attempt to a plain-HTTP endpoint: the head is written straight from the request.
 async fn send_h1(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body) -> Result<Answer, Failure> {
     let method = fw.req.method();
     let send = take_body(body);
     let framing = match &send {
+        // A client's `Content-Length: 0` is kept (some servers want a length on POST).
+        h1::SendBody::Empty if declares_length(fw) => h1::Framing::Length(0),
         h1::SendBody::Empty => h1::Framing::None,
         h1::SendBody::Full(b) => h1::Framing::Length(b.len() as u64),
         h1::SendBody::Stream(_, Some(n)) => h1::Framing::Length(*n),
@@ -310,6 +317,7 @@ async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc
         creq.headers_mut().insert(header::HOST, host);
     }
     let sending = match take_body(body) {
+        h1::SendBody::Empty if declares_length(fw) => creq.send_body(Bytes::new()),
         // `None`, not `()`: no `Content-Length: 0` on requests that had no body.
         h1::SendBody::Empty => creq.send_body(actix_web::body::None::new()),
         h1::SendBody::Full(b) => creq.send_body(b),
