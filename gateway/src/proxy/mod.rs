@@ -203,6 +203,14 @@ pub async fn forward(
                     }
                     return Err(f.into_error(fw.limits));
                 }
+                if e.is_request_body() {
+                    // The client's body failed (it went away or sent broken framing): not
+                    // the upstream's fault, so no breaker failure either.
+                    if probe && let Some((b, _)) = breaker {
+                        b.record(&fw.route.name, &endpoint, true, true);
+                    }
+                    return Err(e.into_error(timeout, &endpoint));
+                }
                 if let Some((b, _)) = breaker {
                     b.record(&fw.route.name, &endpoint, false, probe);
                 }
@@ -255,8 +263,17 @@ impl Failure {
         }
     }
 
+    /// The request body coming from the client failed, not the upstream.
+    fn is_request_body(&self) -> bool {
+        matches!(self, Self::H1(h1::Error::Body(_)) | Self::Awc(SendRequestError::Body(_)))
+    }
+
     fn into_error(self, timeout: Duration, ep: &Endpoint) -> GatewayError {
         match self {
+            Self::H1(h1::Error::Body(e)) => GatewayError::BadRequest(format!("could not read the request body: {e}")),
+            Self::Awc(SendRequestError::Body(e)) => {
+                GatewayError::BadRequest(format!("could not read the request body: {e}"))
+            }
             Self::Timeout | Self::H1(h1::Error::ConnectTimeout) => GatewayError::UpstreamTimeout(timeout),
             Self::H1(h1::Error::Connect(e)) => {
                 GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {e}", ep.id))
@@ -461,5 +478,30 @@ where
     match length {
         Some(n) => HttpResponse::with_body(status, SizedStream::new(n, body)).map_into_boxed_body(),
         None => HttpResponse::with_body(status, BodyStream::new(body)).map_into_boxed_body(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified_by_whose_fault_they_are() {
+        let ep =
+            Endpoint::new("s-0", "http://127.0.0.1:1".parse().unwrap(), 1, actors::balancer::EndpointSource::Config);
+        let t = Duration::from_secs(1);
+        let body = Failure::H1(h1::Error::Body(PayloadError::Incomplete(None)));
+        assert!(body.is_request_body() && !body.is_connect());
+        assert!(matches!(body.into_error(t, &ep), GatewayError::BadRequest(_)));
+        let refused = Failure::H1(h1::Error::Connect(std::io::ErrorKind::ConnectionRefused.into()));
+        assert!(refused.is_connect() && !refused.is_request_body());
+        assert!(matches!(refused.into_error(t, &ep), GatewayError::UpstreamUnavailable(_)));
+        assert!(Failure::H1(h1::Error::ConnectTimeout).is_connect());
+        assert!(matches!(Failure::H1(h1::Error::ConnectTimeout).into_error(t, &ep), GatewayError::UpstreamTimeout(_)));
+        assert!(matches!(Failure::Timeout.into_error(t, &ep), GatewayError::UpstreamTimeout(_)));
+        assert!(matches!(
+            Failure::H1(h1::Error::Invalid("x")).into_error(t, &ep),
+            GatewayError::UpstreamUnavailable(_)
+        ));
     }
 }

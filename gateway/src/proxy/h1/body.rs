@@ -6,12 +6,13 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, Sleep};
 
 use super::BodyFraming;
@@ -88,17 +89,14 @@ impl ResponseBody {
     }
 }
 
-/// Reads what the socket has into the connection's buffer.
+/// Reads what the socket has into the connection's buffer. Through `AsyncRead`, so a
+/// read that drains the socket clears its readiness and the pool's open check on the
+/// next checkout needs no system call.
 fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     if conn.buf.capacity() - conn.buf.len() < BODY_READ / 4 {
         conn.buf.reserve(BODY_READ);
     }
-    loop {
-        match conn.stream.try_read_buf(&mut conn.buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(conn.stream.poll_read_ready(cx))?,
-            other => return Poll::Ready(other),
-        }
-    }
+    std::pin::pin!(conn.stream.read_buf(&mut conn.buf)).poll(cx)
 }
 
 impl Stream for ResponseBody {

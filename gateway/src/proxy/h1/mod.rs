@@ -59,9 +59,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether a connection error happened before anything was sent (retry is safe).
+    /// Whether the connection could not be opened: nothing was sent (retry is safe).
     pub fn is_connect(&self) -> bool {
-        matches!(self, Self::Connect(_))
+        matches!(self, Self::Connect(_) | Self::ConnectTimeout)
     }
 }
 
@@ -161,10 +161,10 @@ pub struct Response {
     pub body: Body,
 }
 
-/// Sends one request to a plain-HTTP endpoint and reads the response head. `idempotent`
-/// requests without a streamed body that fail on a pooled connection before any answer
-/// (the upstream closed it while idle) are sent again on a new connection; other requests
-/// get a pooled connection only after checking that it is still open.
+/// Sends one request to a plain-HTTP endpoint and reads the response head. Pooled
+/// connections are used only when still open and silent; `idempotent` requests without
+/// a streamed body that still fail on one before any answer are sent again on a new
+/// connection, other requests never twice.
 pub async fn send<S>(
     ep: &Endpoint,
     head: BytesMut,
@@ -175,35 +175,34 @@ pub async fn send<S>(
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
-    let head_only = *method == Method::HEAD;
+    // Every pooled connection is checked first: a socket with bytes waiting (a late
+    // body of an earlier answer) or at EOF must not carry this request. The check
+    // costs no system call when the last read drained the socket.
+    let pooled = pool::checkout(&ep.origin).filter(is_open);
     match body {
         SendBody::Stream(stream, length) => {
-            let mut conn = match pool::checkout(&ep.origin) {
-                Some(c) if is_open(&c) => c,
-                _ => connect(ep).await?,
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => connect(ep).await?,
             };
             conn.stream.write_all(&head).await.map_err(Error::Io)?;
             write_body(&mut conn, stream, length).await?;
-            read_response(conn, head_only).await
+            read_response(conn, method).await
         }
         SendBody::Empty | SendBody::Full(_) => {
             let mut wire = head;
             if let SendBody::Full(b) = body {
                 wire.extend_from_slice(&b);
             }
-            match pool::checkout(&ep.origin) {
-                // Resent on a new connection if the pooled one turns out closed.
-                Some(conn) if idempotent => match exchange(conn, &wire, head_only, true).await {
+            // An idempotent request that finds the pooled connection closed after all
+            // (the upstream closed it just now) is sent again on a new one.
+            if let Some(conn) = pooled {
+                match exchange(conn, &wire, method, idempotent).await {
                     Err(Stale) => {}
                     Ok(answer) => return answer,
-                },
-                // Sent once: a failure after the check is the request's failure.
-                Some(conn) if is_open(&conn) => {
-                    return exchange(conn, &wire, head_only, false).await.unwrap_or(Err(Error::Closed));
                 }
-                _ => {}
             }
-            exchange(connect(ep).await?, &wire, head_only, false).await.unwrap_or(Err(Error::Closed))
+            exchange(connect(ep).await?, &wire, method, false).await.unwrap_or(Err(Error::Closed))
         }
     }
 }
@@ -216,14 +215,14 @@ struct Stale;
 async fn exchange(
     mut conn: Conn,
     wire: &[u8],
-    head_only: bool,
+    method: &Method,
     retry_stale: bool,
 ) -> Result<Result<Response, Error>, Stale> {
     let reused = conn.reused && retry_stale;
     if let Err(e) = conn.stream.write_all(wire).await {
         return if reused { Err(Stale) } else { Ok(Err(Error::Io(e))) };
     }
-    match read_response(conn, head_only).await {
+    match read_response(conn, method).await {
         Err(Error::Closed) if reused => Err(Stale),
         Err(Error::Io(e)) if reused && e.kind() == io::ErrorKind::ConnectionReset => Err(Stale),
         other => Ok(other),
@@ -254,12 +253,18 @@ where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
     let mut framed = BytesMut::new();
+    let mut sent = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(Error::Body)?;
         if chunk.is_empty() {
             continue;
         }
-        if length.is_some() {
+        if let Some(n) = length {
+            // Never more than announced: extra bytes would be a second request upstream.
+            sent += chunk.len() as u64;
+            if sent > n {
+                return Err(Error::Body(PayloadError::Overflow));
+            }
             conn.stream.write_all(&chunk).await.map_err(Error::Io)?;
         } else {
             framed.clear();
@@ -269,27 +274,34 @@ where
             conn.stream.write_all(&framed).await.map_err(Error::Io)?;
         }
     }
-    if length.is_none() {
-        conn.stream.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?;
+    match length {
+        None => conn.stream.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?,
+        Some(n) if sent != n => return Err(Error::Body(PayloadError::Incomplete(None))),
+        Some(_) => {}
     }
     Ok(())
 }
 
 /// Reads the response head (skipping interim 1xx answers) and sets up the body.
-async fn read_response(mut conn: Conn, head_only: bool) -> Result<Response, Error> {
+async fn read_response(mut conn: Conn, method: &Method) -> Result<Response, Error> {
     let mut received = false;
+    // Bytes already searched for the blank line ending the head: each byte is scanned
+    // once, however the head is split across reads.
+    let mut scanned = 0;
     loop {
-        if !conn.buf.is_empty() {
-            if let Some((len, parsed)) = parse_head(&conn.buf, head_only)? {
-                let head = conn.buf.split_to(len).freeze();
-                if parsed.status.is_informational() {
-                    continue;
-                }
-                return Ok(parsed.into_response(&head, conn));
+        if head_complete(&conn.buf, scanned)
+            && let Some((len, parsed)) = parse_head(&conn.buf, method)?
+        {
+            let head = conn.buf.split_to(len).freeze();
+            if parsed.status.is_informational() {
+                scanned = 0;
+                continue;
             }
-            if conn.buf.len() > MAX_HEAD {
-                return Err(Error::Invalid("response head too large"));
-            }
+            return Ok(parsed.into_response(&head, conn));
+        }
+        scanned = conn.buf.len();
+        if scanned > MAX_HEAD {
+            return Err(Error::Invalid("response head too large"));
         }
         conn.buf.reserve(READ_CHUNK);
         match conn.stream.read_buf(&mut conn.buf).await {
@@ -301,6 +313,16 @@ async fn read_response(mut conn: Conn, head_only: bool) -> Result<Response, Erro
             Err(e) => return Err(Error::Io(e)),
         }
     }
+}
+
+/// Whether `buf` holds a blank line (end of a head), searching from `scanned` on.
+fn head_complete(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(3);
+    buf.get(from..).is_some_and(|tail| {
+        tail.iter().enumerate().any(|(i, &b)| {
+            b == b'\n' && matches!((tail.get(i + 1), tail.get(i + 2)), (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')))
+        })
+    })
 }
 
 /// How the response body is delimited (RFC 9112 §6.3).
@@ -322,7 +344,7 @@ struct Parsed {
     keep_alive: bool,
 }
 
-fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Error> {
+fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Error> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut slots) {
@@ -337,6 +359,7 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Er
         return Err(Error::Invalid("unexpected protocol switch"));
     }
     let mut keep_alive = res.version == Some(1);
+    let mut close = false;
     let mut length = None;
     let mut chunked = None;
     let mut listed: Vec<&[u8]> = Vec::new();
@@ -345,10 +368,7 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Er
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(Error::Invalid("invalid Content-Length"))?;
+            let n = parse_length(h.value).ok_or(Error::Invalid("invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(Error::Invalid("conflicting Content-Length"));
             }
@@ -364,7 +384,7 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Er
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
+                    close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive |= res.version == Some(0);
                 } else if !token.is_empty() {
@@ -385,7 +405,13 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Er
     if !listed.is_empty() {
         headers.retain(|(n, _)| !listed.iter().any(|l| n.as_str().as_bytes().eq_ignore_ascii_case(l)));
     }
-    let framing = if head_only
+    // `close` wins over `keep-alive`; framing RFC 9112 §6.1 calls faulty (a transfer
+    // coding beside a length, or in HTTP/1.0) ends the connection after this answer, as
+    // does a CONNECT (a 2xx makes it a tunnel).
+    if close || (chunked.is_some() && (length.is_some() || res.version == Some(0))) || *method == Method::CONNECT {
+        keep_alive = false;
+    }
+    let framing = if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -406,6 +432,15 @@ fn parse_head(buf: &[u8], head_only: bool) -> Result<Option<(usize, Parsed)>, Er
     // With a transfer coding, a Content-Length says nothing about the body.
     let length = if chunked.is_some() { None } else { length };
     Ok(Some((len, Parsed { status, headers, length, framing, keep_alive })))
+}
+
+/// A `Content-Length` value: ASCII digits only (no sign, no spaces inside).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 impl Parsed {

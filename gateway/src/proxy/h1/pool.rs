@@ -52,6 +52,21 @@ struct Pool {
     last_sweep: Option<Instant>,
 }
 
+impl Pool {
+    /// Closes expired idle connections of every origin, at most every `SWEEP_EVERY`
+    /// (connections to origins no longer used do not linger past the next request).
+    fn sweep(&mut self, now: Instant) {
+        if self.last_sweep.is_some_and(|t| now.duration_since(t) < SWEEP_EVERY) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.idle.retain(|_, list| {
+            list.retain(|i| usable(i, now));
+            !list.is_empty()
+        });
+    }
+}
+
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
@@ -64,8 +79,9 @@ fn usable(idle: &Idle, now: Instant) -> bool {
 pub fn checkout(origin: &str) -> Option<Conn> {
     POOL.with(|p| {
         let mut pool = p.borrow_mut();
-        let list = pool.idle.get_mut(origin)?;
         let now = Instant::now();
+        pool.sweep(now);
+        let list = pool.idle.get_mut(origin)?;
         while let Some(idle) = list.pop_back() {
             if usable(&idle, now) {
                 let mut conn = idle.conn;
@@ -90,13 +106,7 @@ pub fn release(conn: Conn) {
     let _ = POOL.try_with(|p| {
         let Ok(mut pool) = p.try_borrow_mut() else { return };
         let now = Instant::now();
-        if pool.last_sweep.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
-            pool.last_sweep = Some(now);
-            pool.idle.retain(|_, list| {
-                list.retain(|i| usable(i, now));
-                !list.is_empty()
-            });
-        }
+        pool.sweep(now);
         let list = match pool.idle.get_mut(&*conn.origin) {
             Some(list) => list,
             None => pool.idle.entry(Arc::clone(&conn.origin)).or_default(),

@@ -155,7 +155,7 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_transparently() {
 
 #[tokio::test]
 async fn chunked_bodies_stream_and_leave_the_connection_reusable() {
-    let head: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 99\r\n\r\n";
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
     let up = upstream(vec![
         Reply { pieces: vec![head, b"5\r\nhello\r\n", b"6;ext=1\r\n world\r\n0\r\nx-t: 1\r\n\r\n"], close: false },
         reply(OK),
@@ -163,7 +163,7 @@ async fn chunked_bodies_stream_and_leave_the_connection_reusable() {
     .await;
     let ep = endpoint(up.port, "");
     let res = get(&ep, Method::GET).await.unwrap();
-    assert_eq!(res.length, None, "a Content-Length beside chunked is ignored");
+    assert_eq!(res.length, None);
     assert!(res.headers.get("transfer-encoding").is_none());
     assert_eq!(body_of(res).await, b"hello world");
     assert_eq!(pool::idle_count(&ep.origin), 1);
@@ -294,4 +294,65 @@ async fn a_request_the_upstream_received_and_dropped_is_resent_only_when_idempot
     get(&ep, Method::GET).await.unwrap();
     assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
     assert_eq!(up.requests.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn faulty_framing_is_read_once_and_the_connection_closed() {
+    let up = upstream(vec![
+        reply(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 99\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+        reply(b"HTTP/1.0 200 OK\r\nconnection: close, keep-alive\r\ncontent-length: 2\r\n\r\nok"),
+        reply(OK),
+    ])
+    .await;
+    let ep = endpoint(up.port, "");
+    let res = get(&ep, Method::GET).await.unwrap();
+    assert_eq!(res.length, None, "a Content-Length beside chunked is ignored");
+    assert_eq!(body_of(res).await, b"ok");
+    assert_eq!(pool::idle_count(&ep.origin), 0, "chunked beside a length: not reused");
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    assert_eq!(pool::idle_count(&ep.origin), 0, "close wins over keep-alive");
+    let up = upstream(vec![reply(b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok")]).await;
+    assert!(matches!(get(&endpoint(up.port, ""), Method::GET).await, Err(Error::Invalid(_))));
+}
+
+#[tokio::test]
+async fn late_bytes_after_a_complete_answer_never_answer_the_next_request() {
+    // A body after a HEAD answer, and a second answer after a complete one, each sent a
+    // moment later: the connection must not be reused for the next request.
+    let late_head = Reply { pieces: vec![b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n", b"evil"], close: false };
+    let late_extra = Reply { pieces: vec![OK, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil"], close: false };
+    let up = upstream(vec![late_head, reply(OK), late_extra, reply(OK)]).await;
+    let ep = endpoint(up.port, "");
+    let head = get(&ep, Method::HEAD).await.unwrap();
+    assert_eq!(head.length, Some(4));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    assert_eq!(*up.accepted.lock().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn heads_split_anywhere_are_read_whole() {
+    let up = upstream(vec![Reply {
+        pieces: vec![b"HTTP/1.1 200 OK\r\ncont", b"ent-length: 2\r\n", b"\r", b"\nok"],
+        close: false,
+    }])
+    .await;
+    let ep = endpoint(up.port, "");
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    assert!(head_complete(b"HTTP/1.1 200 OK\n\n", 0) && head_complete(b"a\r\n\r\n", 4));
+    assert!(!head_complete(b"HTTP/1.1 200 OK\r\nx: y\r\n", 0));
+}
+
+#[tokio::test]
+async fn a_streamed_body_longer_than_announced_is_refused() {
+    let up = upstream(vec![reply(OK)]).await;
+    let ep = endpoint(up.port, "");
+    let chunks = stream::iter([Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"defg"))]);
+    let head = Head::new(&Method::POST, &ep, "/up", "").finish(Framing::Length(5));
+    let res = send(&ep, head, SendBody::Stream(chunks, Some(5)), &Method::POST, false).await;
+    assert!(matches!(res, Err(Error::Body(PayloadError::Overflow))));
+    assert!(Error::ConnectTimeout.is_connect());
 }
