@@ -289,7 +289,10 @@ async fn read_response(mut conn: Conn, method: &Method) -> Result<Response, Erro
     // once, however the head is split across reads.
     let mut scanned = 0;
     loop {
-        if head_complete(&conn.buf, scanned)
+        // The first look parses at once (usually the whole head is there); after a
+        // partial head, only a blank line among the new bytes makes parsing worth it.
+        if !conn.buf.is_empty()
+            && (scanned == 0 || head_complete(&conn.buf, scanned))
             && let Some((len, parsed)) = parse_head(&conn.buf, method)?
         {
             let head = conn.buf.split_to(len).freeze();
