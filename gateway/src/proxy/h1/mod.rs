@@ -186,7 +186,7 @@ where
                 None => connect(ep).await?,
             };
             conn.stream.write_all(&head).await.map_err(Error::Io)?;
-            write_body(&mut conn, stream, length).await?;
+            send_body_watching(&mut conn, stream, length).await?;
             read_response(conn, method).await
         }
         SendBody::Empty | SendBody::Full(_) => {
@@ -247,10 +247,43 @@ async fn connect(ep: &Endpoint) -> Result<Conn, Error> {
     Ok(Conn::new(stream, std::sync::Arc::clone(&ep.origin)))
 }
 
-/// Streams the request body, chunk-encoding it when its length is unknown.
-async fn write_body<S>(conn: &mut Conn, mut body: S, length: Option<u64>) -> Result<(), Error>
+/// Streams the request body while watching the connection: an upstream that answers
+/// (or closes) before the body is complete — a 413 or 401 mid-upload — stops the upload
+/// and its answer is read; the connection is then spoiled (never pooled).
+async fn send_body_watching<S>(conn: &mut Conn, body: S, length: Option<u64>) -> Result<(), Error>
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let Conn { stream, buf, spoiled, .. } = conn;
+    let (rd, mut wr) = stream.split();
+    let mut upload = std::pin::pin!(write_body(&mut wr, body, length));
+    loop {
+        tokio::select! {
+            biased;
+            sent = &mut upload => return sent,
+            ready = rd.readable() => {
+                ready.map_err(Error::Io)?;
+                buf.reserve(READ_CHUNK);
+                match rd.try_read_buf(buf) {
+                    // Readiness without data: keep uploading.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(Error::Io(e)),
+                    // Data (an early answer) or EOF: the answer, if any, is read next.
+                    Ok(_) => {
+                        *spoiled = true;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Streams the request body, chunk-encoding it when its length is unknown.
+async fn write_body<S, W>(out: &mut W, mut body: S, length: Option<u64>) -> Result<(), Error>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
 {
     let mut framed = BytesMut::new();
     let mut sent = 0u64;
@@ -265,17 +298,17 @@ where
             if sent > n {
                 return Err(Error::Body(PayloadError::Overflow));
             }
-            conn.stream.write_all(&chunk).await.map_err(Error::Io)?;
+            out.write_all(&chunk).await.map_err(Error::Io)?;
         } else {
             framed.clear();
             framed.put_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
             framed.put_slice(&chunk);
             framed.put_slice(b"\r\n");
-            conn.stream.write_all(&framed).await.map_err(Error::Io)?;
+            out.write_all(&framed).await.map_err(Error::Io)?;
         }
     }
     match length {
-        None => conn.stream.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?,
+        None => out.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?,
         Some(n) if sent != n => return Err(Error::Body(PayloadError::Incomplete(None))),
         Some(_) => {}
     }

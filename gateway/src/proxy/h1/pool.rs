@@ -32,12 +32,15 @@ pub struct Conn {
     created: Instant,
     /// Whether this connection served an earlier request (it may have been closed since).
     pub reused: bool,
+    /// Set when the request went out incomplete (the upstream answered mid-body): the
+    /// connection's framing is broken and it must never be pooled.
+    pub spoiled: bool,
 }
 
 impl Conn {
     /// A fresh connection to `origin`.
     pub fn new(stream: TcpStream, origin: Arc<str>) -> Self {
-        Self { stream, buf: BytesMut::new(), origin, created: Instant::now(), reused: false }
+        Self { stream, buf: BytesMut::new(), origin, created: Instant::now(), reused: false, spoiled: false }
     }
 }
 
@@ -99,7 +102,7 @@ pub fn checkout(origin: &str) -> Option<Conn> {
 
 /// Returns a connection whose exchange completed cleanly to the pool.
 pub fn release(conn: Conn) {
-    if !conn.buf.is_empty() {
+    if !conn.buf.is_empty() || conn.spoiled {
         return;
     }
     // A thread without a pool (exiting) just closes the connection.

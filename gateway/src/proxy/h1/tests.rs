@@ -356,3 +356,33 @@ async fn a_streamed_body_longer_than_announced_is_refused() {
     assert!(matches!(res, Err(Error::Body(PayloadError::Overflow))));
     assert!(Error::ConnectTimeout.is_connect());
 }
+
+#[tokio::test]
+async fn an_answer_sent_before_the_upload_ends_stops_the_upload_and_is_returned() {
+    // The upstream reads the head only, answers 413 and then reads nothing more.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if sock.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        sock.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let ep = endpoint(port, "");
+    let total = 64u64 << 20;
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let chunks = stream::iter((0..total / chunk.len() as u64).map(move |_| Ok(chunk.clone())));
+    let head = Head::new(&Method::POST, &ep, "/up", "").finish(Framing::Length(total));
+    let sent = send(&ep, head, SendBody::Stream(chunks, Some(total)), &Method::POST, false);
+    let res = tokio::time::timeout(Duration::from_secs(10), sent).await.expect("not stuck uploading").unwrap();
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body_of(res).await, b"big!");
+    assert_eq!(pool::idle_count(&ep.origin), 0, "a connection with half a request on it is never reused");
+}
