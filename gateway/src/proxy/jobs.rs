@@ -34,19 +34,10 @@ pub async fn buffer_body(fw: &Forward<'_>, payload: web::Payload, kind: BodyKind
 
 /// `origin + base path + path [+ ? query]` for an endpoint (proxied requests and jobs).
 pub fn endpoint_url(ep: &Endpoint, path: &str, query: &str) -> String {
-    let base = ep.url.base_path();
-    let path = if !base.is_empty() && path == "/" { "" } else { path };
-    let mut url = String::with_capacity(ep.origin.len() + base.len() + path.len() + query.len() + 2);
+    let pieces = super::target(ep, path, query);
+    let mut url = String::with_capacity(ep.origin.len() + pieces.iter().map(|p| p.len()).sum::<usize>());
     url.push_str(&ep.origin);
-    url.push_str(base);
-    url.push_str(path);
-    if url.len() == ep.origin.len() {
-        url.push('/');
-    }
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
+    pieces.iter().for_each(|p| url.push_str(p));
     url
 }
 

@@ -137,6 +137,19 @@ enum Body {
     Stream(LimitedBody<web::Payload>, Option<u64>),
 }
 
+/// The request target for `path` and `query` on `ep`, in pieces: base path, path, `?`,
+/// query. A bare `/` under a base path adds nothing (`/v1`, not `/v1/`); with neither, the
+/// target is `/`. Shared by the h1 request line and awc/job URLs.
+fn target<'a>(ep: &'a Endpoint, path: &'a str, query: &'a str) -> [&'a str; 4] {
+    let base = ep.url.base_path();
+    let path = match (base.is_empty(), path) {
+        (false, "/") => "",
+        (true, "") => "/",
+        _ => path,
+    };
+    [base, path, if query.is_empty() { "" } else { "?" }, query]
+}
+
 fn is_idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
@@ -196,20 +209,17 @@ pub async fn forward(
                 return Ok(respond(answer, in_flight, method, fw.via));
             }
             Err(e) => {
-                if let Some(f) = fault.get() {
-                    // The client's fault (body too large or too slow), not the upstream's.
+                let client_fault = fault.get();
+                if client_fault.is_some() || e.is_request_body() {
+                    // The client's fault (body too large, too slow, cut off or broken), not
+                    // the upstream's: no breaker failure, and a probe slot is given back.
                     if probe && let Some((b, _)) = breaker {
                         b.record(&fw.route.name, &endpoint, true, true);
                     }
-                    return Err(f.into_error(fw.limits));
-                }
-                if e.is_request_body() {
-                    // The client's body failed (it went away or sent broken framing): not
-                    // the upstream's fault, so no breaker failure either.
-                    if probe && let Some((b, _)) = breaker {
-                        b.record(&fw.route.name, &endpoint, true, true);
-                    }
-                    return Err(e.into_error(timeout, &endpoint));
+                    return Err(match client_fault {
+                        Some(f) => f.into_error(fw.limits),
+                        None => e.into_error(timeout, &endpoint),
+                    });
                 }
                 if let Some((b, _)) = breaker {
                     b.record(&fw.route.name, &endpoint, false, probe);
@@ -270,10 +280,8 @@ impl Failure {
 
     fn into_error(self, timeout: Duration, ep: &Endpoint) -> GatewayError {
         match self {
-            Self::H1(h1::Error::Body(e)) => GatewayError::BadRequest(format!("could not read the request body: {e}")),
-            Self::Awc(SendRequestError::Body(e)) => {
-                GatewayError::BadRequest(format!("could not read the request body: {e}"))
-            }
+            Self::H1(h1::Error::Body(e)) => unreadable_body(e),
+            Self::Awc(SendRequestError::Body(e)) => unreadable_body(e),
             Self::Timeout | Self::H1(h1::Error::ConnectTimeout) => GatewayError::UpstreamTimeout(timeout),
             Self::H1(h1::Error::Connect(e)) => {
                 GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {e}", ep.id))
@@ -411,12 +419,17 @@ async fn read_all(
             Err(e) => {
                 return Err(match fault.get() {
                     Some(f) => f.into_error(limits),
-                    None => GatewayError::BadRequest(format!("could not read the request body: {e}")),
+                    None => unreadable_body(e),
                 });
             }
         }
     }
     Ok(buf.freeze())
+}
+
+/// 400 for a request body that could not be read from the client.
+fn unreadable_body(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::BadRequest(format!("could not read the request body: {e}"))
 }
 
 fn classify(e: SendRequestError, timeout: Duration, ep: &Endpoint) -> GatewayError {
@@ -484,6 +497,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_join_the_base_path_path_and_query() {
+        let ep = |u: &str| Endpoint::new("e", u.parse().unwrap(), 1, actors::balancer::EndpointSource::Config);
+        let joined = |u: &str, p: &str, q: &str| target(&ep(u), p, q).concat();
+        assert_eq!(joined("http://a:1", "/users/7", "x=1"), "/users/7?x=1");
+        assert_eq!(joined("http://a:1", "", ""), "/");
+        assert_eq!(joined("http://a:1", "/", ""), "/");
+        assert_eq!(joined("http://a:1/v1", "/", "q"), "/v1?q");
+        assert_eq!(joined("http://a:1/v1", "", ""), "/v1");
+        assert_eq!(joined("http://a:1/v1", "/users", ""), "/v1/users");
+        assert_eq!(endpoint_url(&ep("http://a:1/v1"), "/users", "x=1"), "http://a:1/v1/users?x=1");
+    }
 
     #[test]
     fn failures_are_classified_by_whose_fault_they_are() {

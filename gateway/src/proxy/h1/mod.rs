@@ -88,16 +88,8 @@ impl Head {
         let mut buf = BytesMut::with_capacity(1024);
         buf.put_slice(method.as_str().as_bytes());
         buf.put_u8(b' ');
-        let base = ep.url.base_path();
-        let path = if !base.is_empty() && path == "/" { "" } else { path };
-        buf.put_slice(base.as_bytes());
-        buf.put_slice(path.as_bytes());
-        if base.is_empty() && path.is_empty() {
-            buf.put_u8(b'/');
-        }
-        if !query.is_empty() {
-            buf.put_u8(b'?');
-            buf.put_slice(query.as_bytes());
+        for piece in super::target(ep, path, query) {
+            buf.put_slice(piece.as_bytes());
         }
         buf.put_slice(b" HTTP/1.1\r\nhost: ");
         buf.put_slice(&ep.host_header);
