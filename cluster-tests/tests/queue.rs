@@ -281,3 +281,31 @@ async fn without_redis_new_jobs_are_refused_and_health_lists_the_queue() {
     .await;
     assert!(degraded.is_some(), "/health does not list the queue as degraded");
 }
+
+#[actix_rt::test]
+async fn every_spelling_of_a_queued_path_is_queued_not_proxied() {
+    let up = MockUpstream::start("up");
+    let gw = GatewayProcess::start(&config(&up, None, "none", "rate = \"100/1s\""));
+    for path in [
+        HEAVY,
+        "/api/reports/heavy/",
+        "/api/reports/HEAVY",
+        "/api/reports/Heavy/",
+        "/api/reports//heavy",
+        "/api/reports/heavy;x",
+        "/api/reports/heavy%2f",
+        "/api/reports/heavy%2F",
+        "/api/reports/%68eavy",
+        "/api/reports/x/../heavy",
+    ] {
+        let mut res = client().post(gw.url(path)).send_body("x").await.unwrap();
+        let body = body_json(&mut res).await;
+        assert_eq!(res.status(), 202, "POST {path} must be queued, got {body}");
+        assert!(body["job_id"].is_string(), "{path}: {body}");
+    }
+    // Paths that only look alike are proxied as usual.
+    for path in ["/api/reports/heavy2", "/api/reports/heavy/1"] {
+        let res = client().post(gw.url(path)).send_body("x").await.unwrap();
+        assert_eq!(res.status(), 200, "POST {path} is not the queued endpoint");
+    }
+}

@@ -5,11 +5,13 @@
 //! Leaf values parse strictly when deserialized (durations, sizes, URLs, balancer names);
 //! cross-field rules run in `validate()` and report the field path that is wrong.
 
+mod canonical;
 mod error;
 mod policy;
 mod service;
 mod upstream;
 
+pub use canonical::canonical_path;
 pub use error::FieldError;
 pub use policy::{Algorithm, FailureMode, KeyPart, KeySpec, PolicySpec};
 pub use service::{

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use super::{EndpointSpec, FieldError};
+use super::{EndpointSpec, FieldError, canonical_path};
 use crate::units::HumanDuration;
 
 /// A service name: 1–64 characters of `[A-Za-z0-9._-]` (used in URLs, metrics and keys).
@@ -378,18 +378,24 @@ pub struct QueueMatch {
     pub path: String,
     /// True for a trailing `/*`.
     pub prefix: bool,
+    /// `path` in the canonical form requests are compared in (`canonical_path`).
+    canon: String,
 }
 
 impl QueueMatch {
-    /// Whether a request matches this entry.
+    /// Whether a request matches this entry. Paths compare in their canonical form
+    /// (`canonical_path`: case, trailing and repeated slashes, `;params`, `%2F` and dot
+    /// segments erased), so no spelling the upstream treats as the same path escapes.
     pub fn matches(&self, method: &str, path: &str) -> bool {
         if !self.method.eq_ignore_ascii_case(method) {
             return false;
         }
+        let path = canonical_path(path);
         if self.prefix {
-            path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            self.canon == "/"
+                || path.strip_prefix(self.canon.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         } else {
-            path == self.path
+            *path == self.canon
         }
     }
 }
@@ -407,7 +413,8 @@ impl FromStr for QueueMatch {
             Some(base) => (if base.is_empty() { "/" } else { base }, true),
             None => (p, false),
         };
-        Ok(Self { method: m.to_ascii_uppercase(), path: path.to_string(), prefix })
+        let canon = canonical_path(path).into_owned();
+        Ok(Self { method: m.to_ascii_uppercase(), path: path.to_string(), prefix, canon })
     }
 }
 
@@ -742,6 +749,17 @@ mod tests {
         let p: QueueMatch = "POST /api/jobs/*".parse().expect("valid");
         assert!(p.matches("post", "/api/jobs/1"));
         assert!(!p.matches("POST", "/api/jobsx"));
+        for bypass in [
+            "/api/reports/heavy/",
+            "/API/Reports/HEAVY",
+            "//api/reports//heavy",
+            "/api/reports/heavy;x",
+            "/api/reports/heavy%2f",
+        ] {
+            assert!(m.matches("POST", bypass), "{bypass}");
+        }
+        assert!(p.matches("POST", "/API/jobs/1/") && p.matches("POST", "/api/jobs"));
+        assert!(!m.matches("POST", "/api/reports/heavy2"));
         assert_eq!("100/10s".parse::<RateSpec>().map(|r| r.count), Ok(100));
         assert_eq!("20/s".parse::<RateSpec>().map(|r| r.per.0.as_secs()), Ok(1));
     }
