@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use actors::status::NodeStatus;
 use serde::Serialize;
 
@@ -38,12 +38,19 @@ impl Health {
 }
 
 /// `GET /health`: 200 while the node can serve.
-pub async fn health(h: web::Data<Health>) -> HttpResponse {
-    HttpResponse::Ok().json(h.body())
+pub async fn health(req: HttpRequest, h: web::Data<Health>) -> HttpResponse {
+    answer(&req, StatusCode::OK).json(h.body())
 }
 
 /// `GET /ready`: 200 when ready, else 503, same body.
-pub async fn ready(h: web::Data<Health>) -> HttpResponse {
+pub async fn ready(req: HttpRequest, h: web::Data<Health>) -> HttpResponse {
     let status = if h.status.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    HttpResponse::build(status).json(h.body())
+    answer(&req, status).json(h.body())
+}
+
+/// A response builder carrying the request's `X-Request-Id` (SPEC §4: every response).
+fn answer(req: &HttpRequest, status: StatusCode) -> HttpResponseBuilder {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((crate::names::X_REQUEST_ID.clone(), crate::pipeline::request_id::of(req)));
+    res
 }

@@ -249,6 +249,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         let health = health.clone();
         HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(admin::stamp))
                 .app_data(admin_state.clone())
                 .app_data(health.clone())
                 .route("/health", web::get().to(health::health))

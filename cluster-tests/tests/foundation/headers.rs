@@ -29,6 +29,43 @@ async fn valid_request_ids_are_kept_and_others_replaced_end_to_end() {
 }
 
 #[actix_rt::test]
+async fn every_response_carries_a_request_id_health_metrics_and_dashboard_included() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&service("s", &[&up], ""));
+    let c = client();
+    let urls = [
+        gw.url("/health"),
+        gw.url("/ready"),
+        gw.admin_url("/health"),
+        gw.admin_url("/ready"),
+        gw.admin_url("/metrics"),
+        gw.admin_url("/admin/dashboard"),
+        gw.admin_url("/nowhere"),
+        gw.admin_url("/admin/services"),
+    ];
+    for url in urls {
+        let res = c.get(&url).send().await.unwrap();
+        assert!(is_uuid(&header(&res, "x-request-id")), "{url}: no generated X-Request-Id");
+        let res = c.get(&url).insert_header(("X-Request-Id", "probe-7")).send().await.unwrap();
+        assert_eq!(header(&res, "x-request-id"), "probe-7", "{url}: the client's id is kept");
+    }
+}
+
+#[actix_rt::test]
+async fn every_client_via_line_is_kept_and_ours_appended() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&service("s", &[&up], ""));
+    client()
+        .get(gw.url("/api/s/"))
+        .append_header(("Via", "1.0 edge-a"))
+        .append_header(("Via", "1.1 edge-b, 1.1 edge-c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.recorded()[0].header("via"), Some("1.0 edge-a, 1.1 edge-b, 1.1 edge-c, 1.1 gw-test"));
+}
+
+#[actix_rt::test]
 async fn forwarded_for_from_an_untrusted_peer_is_replaced() {
     let up = MockUpstream::start("up");
     let gw = gateway(&service("s", &[&up], ""));

@@ -16,6 +16,7 @@ mod openapi;
 mod queues;
 mod ratelimits;
 mod services;
+mod stamp;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use actors::registry::ServiceRegistry;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::AdminError;
+pub use stamp::stamp;
 
 use crate::config::Secret;
 use crate::error::json_error;

@@ -90,7 +90,7 @@ pub(super) fn each_upstream_header(fw: &Forward<'_>, mut f: impl FnMut(&HeaderNa
     if let Some(tp) = fw.traceparent {
         f(&names::TRACEPARENT, tp);
     }
-    f(&header::VIA, &via_value(src.get(header::VIA), fw.via));
+    f(&header::VIA, &via_value(src.get_all(header::VIA), fw.via));
 }
 
 /// The headers to send upstream as a map (the awc path and queued jobs).
@@ -100,20 +100,31 @@ pub(super) fn upstream_headers(fw: &Forward<'_>) -> HeaderMap {
     out
 }
 
-/// `Via`: the previous hops' value with ours appended.
-fn via_value(existing: Option<&HeaderValue>, via: &HeaderValue) -> HeaderValue {
-    match existing.and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {}", via.to_str().unwrap_or_default()))
-                .unwrap_or_else(|_| via.clone())
+/// `Via`: every previous hop, from all `Via` lines in order (RFC 9110 §7.6.3: a list
+/// may be split over several lines), with ours appended as one combined value.
+fn via_value<'a>(existing: impl Iterator<Item = &'a HeaderValue>, via: &HeaderValue) -> HeaderValue {
+    let mut combined: Vec<u8> = Vec::new();
+    for value in existing {
+        let hops = value.as_bytes().trim_ascii();
+        if hops.is_empty() {
+            continue;
         }
-        _ => via.clone(),
+        if !combined.is_empty() {
+            combined.extend_from_slice(b", ");
+        }
+        combined.extend_from_slice(hops);
     }
+    if combined.is_empty() {
+        return via.clone();
+    }
+    combined.extend_from_slice(b", ");
+    combined.extend_from_slice(via.as_bytes());
+    HeaderValue::from_bytes(&combined).unwrap_or_else(|_| via.clone())
 }
 
 /// Appends this node to the `Via` header of `out`.
 pub(super) fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
-    let value = via_value(out.get(header::VIA), via);
+    let value = via_value(out.get_all(header::VIA), via);
     out.insert(header::VIA, value);
 }
 
@@ -158,9 +169,15 @@ mod tests {
     #[test]
     fn via_is_appended_to_previous_hops() {
         let ours = HeaderValue::from_static("1.1 gw-1");
-        assert_eq!(via_value(None, &ours), "1.1 gw-1");
+        assert_eq!(via_value(std::iter::empty(), &ours), "1.1 gw-1");
         let prev = HeaderValue::from_static("1.0 edge");
-        assert_eq!(via_value(Some(&prev), &ours), "1.0 edge, 1.1 gw-1");
+        assert_eq!(via_value([&prev].into_iter(), &ours), "1.0 edge, 1.1 gw-1");
+        let (a, b, blank) = (
+            HeaderValue::from_static("1.0 a"),
+            HeaderValue::from_static("1.1 b, 1.1 c"),
+            HeaderValue::from_static(" "),
+        );
+        assert_eq!(via_value([&a, &blank, &b].into_iter(), &ours), "1.0 a, 1.1 b, 1.1 c, 1.1 gw-1");
     }
 
     #[test]
