@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod client_faults;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -44,5 +44,7 @@ pub use actors::names::{
 };
 /// Rate-limit decisions, by policy and result (`allowed` / `limited`).
 pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";
+/// actix-http errors caused by malformed client requests (logged as a summary only).
+pub const M_CLIENT_PROTOCOL_ERRORS: &str = "gateway_client_protocol_errors_total";
 /// Cache lookups by service and result (`hit` / `miss` / `bypass` / `stale`).
 pub const M_CACHE_REQUESTS: &str = "gateway_cache_requests_total";

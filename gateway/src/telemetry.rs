@@ -4,31 +4,39 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogConfig, LogFormat};
-use crate::names;
+use crate::{client_faults, names};
 
 /// Latency buckets (seconds): sub-millisecond gateway overhead up to slow upstreams.
 const BUCKETS: [f64; 16] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Installs the global subscriber. Keep the guard alive: dropping it flushes the log.
+/// Events a client can cause per request are kept out of the log and folded into a
+/// counter and a periodic summary line (`client_faults`).
 pub fn init_logging(cfg: &LogConfig) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let (writer, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stdout());
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_writer(writer);
-    let result = match cfg.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()).with_writer(writer);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match cfg.format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).boxed(),
+        LogFormat::Pretty => fmt.compact().boxed(),
     };
-    if let Err(e) = result {
-        eprintln!("logging already initialised: {e}");
+    let result = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter_fn(|meta| !client_faults::is_client_fault(meta))))
+        .with(client_faults::ClientFaults)
+        .with(filter)
+        .try_init();
+    match result {
+        Ok(()) => client_faults::start_summaries(),
+        Err(e) => eprintln!("logging already initialised: {e}"),
     }
     guard
 }
@@ -51,6 +59,10 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
     metrics::describe_gauge!(names::M_DEGRADED, "1 while an actor runs on its fallback");
     metrics::describe_histogram!(names::M_REDIS_DURATION, "Redis command latency by actor (seconds)");
     metrics::describe_counter!(names::M_RATELIMIT_DECISIONS, "Rate-limit decisions by policy and result");
+    metrics::describe_counter!(
+        names::M_CLIENT_PROTOCOL_ERRORS,
+        "Connections closed on malformed client requests (logged as a summary only)"
+    );
     metrics::describe_counter!(names::M_REDIS_ERRORS, "Redis commands that failed or timed out");
     let upkeep = handle.clone();
     actix_rt::spawn(async move {

@@ -124,3 +124,44 @@ async fn a_client_too_slow_to_send_its_headers_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(up.count(), 0);
 }
+
+#[actix_rt::test]
+async fn a_flood_of_malformed_requests_is_counted_and_logged_as_one_summary() {
+    let up = MockUpstream::start("up");
+    let gw = gateway(&service("s", &[&up], ""));
+    let port = gw.port;
+    let answers = actix_rt::task::spawn_blocking(move || {
+        (0..40)
+            .map(|i| {
+                // Two Content-Lengths: actix-http answers 400 and logs an ERROR line for it.
+                let req =
+                    format!("GET /api/s/{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+                raw(port, req.as_bytes(), None)
+            })
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, 40);
+    // One summary line per 5 s window: the 40 may straddle two windows.
+    let summaries = cluster_tests::eventually(Duration::from_secs(15), async || {
+        let lines: Vec<serde_json::Value> = gw
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("malformed client requests"))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let total: u64 = lines.iter().filter_map(|l| l["count"].as_u64()).sum();
+        (total == 40).then_some(lines)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no summary of 40 within 15 s:\n{}", gw.log_text()));
+    assert!(summaries.len() <= 2, "{summaries:?}");
+    assert!(summaries.iter().all(|l| l["level"] == "WARN" && l["last"].as_str().is_some_and(|m| m.contains("parse"))));
+    let log = gw.log_text();
+    let per_request = log.lines().filter(|l| l.contains("actix_http")).count();
+    assert_eq!(per_request, 0, "no per-request line from actix-http:\n{log}");
+    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().body().await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("gateway_client_protocol_errors_total 40"), "{metrics}");
+}
