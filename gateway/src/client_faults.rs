@@ -1,11 +1,13 @@
 //! Log lines a client can cause at will, folded into a counter and one summary line.
 //!
-//! actix-http logs every malformed request (bad header, broken chunk size, bad request
-//! line) at ERROR from inside its dispatcher — one line per request, so any client could
-//! flood the log and bury real errors. Those events (`actix_http::*`, WARN and ERROR)
-//! are kept out of the log: each one counts in `gateway_client_protocol_errors_total`,
-//! and a background thread writes at most one WARN line per `SUMMARY_EVERY` with the
-//! count and the last message.
+//! actix-http logs every malformed request (bad header, bad request line, a connection
+//! dropped mid-body) at ERROR from inside its dispatcher — one line per request, so any
+//! client could flood the log and bury real errors. Those events (`actix_http::*` at WARN
+//! and ERROR whose message is one of `CLIENT_FAULTS`) are disabled for every layer: each
+//! one counts in `gateway_client_protocol_errors_total`, and a background thread writes
+//! at most one WARN line per `SUMMARY_EVERY` with the count and the last message. Other
+//! actix-http errors (a failing response body, i.e. an upstream fault) are logged as
+//! before.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -26,27 +28,41 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 /// The last such event's message (kept short).
 static LAST: Mutex<String> = Mutex::new(String::new());
 
-/// Whether an event is one a client can trigger per request (and so must not be logged
-/// one by one).
-pub fn is_client_fault(meta: &Metadata<'_>) -> bool {
+/// Beginnings of the actix-http messages a client causes at will (`h1/dispatcher.rs`,
+/// `h1/decoder.rs` of actix-http 3).
+const CLIENT_FAULTS: [&str; 4] = [
+    "stream error:",
+    "MAX_BUFFER_SIZE unprocessed data reached",
+    "Internal server error: unexpected",
+    "write zero; closing",
+];
+
+/// Whether an event may be one a client triggers per request (cheap, metadata only).
+fn may_be_client_fault(meta: &Metadata<'_>) -> bool {
     *meta.level() <= Level::WARN && meta.target().starts_with("actix_http")
 }
 
-/// The layer that counts client-fault events and remembers the last message.
+/// The layer that takes client-fault events out of the log, counting them and keeping
+/// the last message.
 pub struct ClientFaults;
 
 impl<S: Subscriber> Layer<S> for ClientFaults {
-    fn on_event(&self, event: &Event<'_>, _cx: Context<'_, S>) {
-        if !is_client_fault(event.metadata()) {
-            return;
+    fn event_enabled(&self, event: &Event<'_>, _cx: Context<'_, S>) -> bool {
+        if !may_be_client_fault(event.metadata()) {
+            return true;
+        }
+        let mut message = String::new();
+        event.record(&mut Message(&mut message));
+        if !CLIENT_FAULTS.iter().any(|p| message.starts_with(p)) {
+            return true;
         }
         PENDING.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(names::M_CLIENT_PROTOCOL_ERRORS).increment(1);
         // Never wait: under a flood another thread is already writing the same news.
         if let Ok(mut last) = LAST.try_lock() {
-            last.clear();
-            event.record(&mut Message(&mut last));
+            *last = message;
         }
+        false
     }
 }
 
@@ -97,6 +113,7 @@ mod tests {
             let before = PENDING.load(Ordering::Relaxed);
             tracing::error!(target: "actix_http::h1::dispatcher", "stream error: request parse error: invalid Header provided");
             tracing::error!(target: "gateway::server", "a real error");
+            tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: upstream");
             tracing::info!(target: "actix_http::h1::dispatcher", "not a fault");
             assert_eq!(PENDING.load(Ordering::Relaxed) - before, 1);
             assert!(LAST.lock().map(|l| l.contains("invalid Header")).unwrap_or(false));

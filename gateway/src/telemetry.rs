@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -29,11 +28,7 @@ pub fn init_logging(cfg: &LogConfig) -> WorkerGuard {
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).boxed(),
         LogFormat::Pretty => fmt.compact().boxed(),
     };
-    let result = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter_fn(|meta| !client_faults::is_client_fault(meta))))
-        .with(client_faults::ClientFaults)
-        .with(filter)
-        .try_init();
+    let result = tracing_subscriber::registry().with(fmt).with(client_faults::ClientFaults).with(filter).try_init();
     match result {
         Ok(()) => client_faults::start_summaries(),
         Err(e) => eprintln!("logging already initialised: {e}"),
