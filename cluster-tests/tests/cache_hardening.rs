@@ -146,7 +146,6 @@ async fn requests_with_cookies_bypass_the_shared_cache_unless_the_service_ignore
 }
 
 #[actix_rt::test]
-#[ignore = "pending: fixed by a later commit of this branch"]
 async fn get_requests_with_a_body_bypass_the_cache_and_are_still_proxied() {
     let up = MockUpstream::start("up");
     let gw = GatewayProcess::start(&config(&up, None, "", ""));

@@ -155,7 +155,9 @@ pub async fn serve(
         return Ok(res);
     }
     let req_cc = request_directives(req.headers());
-    if req_cc.no_store || req.headers().contains_key(header::RANGE) {
+    // A body (`Content-Length` > 0 or chunked) is not part of the key: such a request
+    // must neither get nor leave the bodiless entry.
+    if req_cc.no_store || req.headers().contains_key(header::RANGE) || !matches!(kind, BodyKind::Empty) {
         *status = Some(CacheStatus::Bypass);
         return proxy::forward(fw, Some(payload), kind, client, outcome).await;
     }
