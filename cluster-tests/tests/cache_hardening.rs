@@ -224,7 +224,6 @@ async fn node_headers_are_added_by_the_serving_node_and_never_stored() {
 }
 
 #[actix_rt::test]
-#[ignore = "pending: fixed by a later commit of this branch"]
 async fn request_no_cache_reaches_the_origin_on_every_node_and_layer() {
     let redis = TestRedis::start();
     let up = MockUpstream::start("up");

@@ -25,7 +25,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::auth::Identity;
-use actors::cache::policy::{CacheControl, Usable};
+use actors::cache::policy::Usable;
 use actors::cache::{Cache, CachedResponse, Scope, key};
 use actors::registry::Route;
 use actors::spec::{AuthMode, CacheScope, CacheSpec};
@@ -337,12 +337,17 @@ async fn fill(
     Ok(res.map_body(|_, body| BoxBody::new(Tee::new(body, max, Box::new(done)))))
 }
 
-/// A stored response that is fresh for this request, rendered.
+/// A stored response that is fresh for this request, rendered. The request's own
+/// directives count: after `no-cache` (or a `max-age` the entry exceeds) nothing stored
+/// qualifies, so such a request reaches the origin even when a fill landed meanwhile.
 async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest) -> Option<HttpResponse> {
+    let req_cc = request_directives(req.headers());
+    if req_cc.no_cache {
+        return None;
+    }
     let hit = layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |n| vary_values(req.headers(), n)).await?;
     let age = hit.response.age.current_age_ms(actors::now_unix_ms());
-    (hit.response.freshness.usable(age, &CacheControl::default()) == Usable::Fresh)
-        .then(|| from_entry(req, &hit.response, age))
+    (hit.response.freshness.usable(age, &req_cc) == Usable::Fresh).then(|| from_entry(req, &hit.response, age))
 }
 
 /// `stale-if-error`: the stale copy rendered, when it may stand in for an upstream error.
