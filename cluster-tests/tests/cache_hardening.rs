@@ -188,7 +188,6 @@ async fn repeated_query_parameters_keep_their_order_in_the_key() {
 }
 
 #[actix_rt::test]
-#[ignore = "pending: fixed by a later commit of this branch"]
 async fn node_headers_are_added_by_the_serving_node_and_never_stored() {
     let redis = TestRedis::start();
     let up = MockUpstream::start("up");

@@ -111,8 +111,9 @@ fn via_value(existing: Option<&HeaderValue>, via: &HeaderValue) -> HeaderValue {
     }
 }
 
-/// Appends this node to the `Via` header of `out`.
-pub(super) fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
+/// Appends this node to the `Via` header of `out` (proxied answers, and the cache's
+/// stored answers when served).
+pub fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
     let value = via_value(out.get(header::VIA), via);
     out.insert(header::VIA, value);
 }

@@ -13,6 +13,7 @@ use actors::spec::CacheSpec;
 use bytes::{Bytes, BytesMut};
 
 use super::CacheLayer;
+use crate::names;
 
 /// How long an entry with validators is kept after it went stale, at least.
 const REVALIDATION_KEEP: Duration = Duration::from_secs(60);
@@ -129,6 +130,7 @@ pub(super) fn plan(
     request_ms: u64,
     layer: &CacheLayer,
     spec: &CacheSpec,
+    via: &HeaderValue,
 ) -> Option<Plan> {
     let now = actors::now_unix_ms();
     let (facts, vary_names) = response_facts(res.status().as_u16(), res.headers());
@@ -147,15 +149,9 @@ pub(super) fn plan(
         date_ms: facts.date.and_then(policy::http_date_ms),
         age_s: header_str(res.headers(), &header::AGE).and_then(|a| a.trim().parse().ok()).unwrap_or(0),
     };
-    let headers = res
-        .headers()
-        .iter()
-        .filter(|(n, _)| *n != header::AGE && *n != header::SET_COOKIE)
-        .map(|(n, v)| (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes())))
-        .collect();
     Some(Plan {
         status: res.status().as_u16(),
-        headers,
+        headers: stored_headers(res.headers(), via),
         age,
         freshness,
         vary: vary_values(req.headers(), &vary_names),
@@ -171,6 +167,7 @@ pub(super) fn revalidated(
     request_ms: u64,
     settings: &actors::cache::CacheSettings,
     spec: &CacheSpec,
+    via: &HeaderValue,
 ) -> Option<(CachedResponse, Duration)> {
     let mut merged = HeaderMap::new();
     for (n, v) in &old.headers {
@@ -199,8 +196,37 @@ pub(super) fn revalidated(
         date_ms: facts.date.and_then(policy::http_date_ms),
         age_s: header_str(fresh, &header::AGE).and_then(|a| a.trim().parse().ok()).unwrap_or(0),
     };
-    let headers = merged.iter().map(|(n, v)| (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes()))).collect();
+    let headers = stored_headers(&merged, via);
     Some((CachedResponse { headers, age, freshness, ..old.clone() }, ttl))
+}
+
+/// The headers a response is stored with: the upstream's, without `Age`, `Set-Cookie`
+/// and what a node adds on its way out (its own `Via` entry, `X-Gateway-Node`,
+/// `X-Request-Id`, `X-Cache-Status`): the node that serves the entry adds its own.
+pub(super) fn stored_headers(headers: &HeaderMap, via: &HeaderValue) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .filter(|(n, _)| {
+            !(*n == header::AGE
+                || *n == header::SET_COOKIE
+                || *n == names::X_GATEWAY_NODE
+                || *n == names::X_REQUEST_ID
+                || *n == names::X_CACHE_STATUS)
+        })
+        .filter_map(|(n, v)| {
+            let v = if n == header::VIA { upstream_via(v.as_bytes(), via.as_bytes())? } else { v.as_bytes() };
+            Some((n.as_str().to_string(), Bytes::copy_from_slice(v)))
+        })
+        .collect()
+}
+
+/// A `Via` value without the entry this node appended to it (`ours`, last); `None` when
+/// nothing else is left.
+fn upstream_via<'a>(value: &'a [u8], ours: &[u8]) -> Option<&'a [u8]> {
+    if value == ours {
+        return None;
+    }
+    Some(value.strip_suffix(ours).and_then(|rest| rest.strip_suffix(b", ")).unwrap_or(value))
 }
 
 /// A stored header as a response header; the value shares the stored bytes (no copy).
@@ -208,8 +234,9 @@ fn stored_header(name: &str, value: &Bytes) -> Option<(HeaderName, HeaderValue)>
     Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_maybe_shared(value.clone()).ok()?))
 }
 
-/// Renders a stored response (or a `304` when the client's validators match it).
-pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64) -> HttpResponse {
+/// Renders a stored response (or a `304` when the client's validators match it), with
+/// this node's `via` appended to the stored `Via`.
+pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64, via: &HeaderValue) -> HttpResponse {
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     let not_modified = status == StatusCode::OK && client_has_it(req.headers(), entry);
     let mut res = HttpResponse::build(if not_modified { StatusCode::NOT_MODIFIED } else { status });
@@ -227,7 +254,9 @@ pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64)
         }
     }
     res.insert_header((header::AGE, HeaderValue::from(age_ms / 1000)));
-    if not_modified { res.finish() } else { res.body(entry.body.clone()) }
+    let mut res = if not_modified { res.finish() } else { res.body(entry.body.clone()) };
+    crate::proxy::append_via(res.headers_mut(), via);
+    res
 }
 
 /// `If-None-Match` (weak comparison), else `If-Modified-Since`, against the entry.
@@ -275,6 +304,22 @@ mod tests {
         assert!(client_has_it(&h, &entry));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v2\""));
         assert!(!client_has_it(&h, &entry));
+    }
+
+    #[test]
+    fn stored_headers_keep_the_upstreams_via_and_drop_node_headers() {
+        let ours = HeaderValue::from_static("1.1 gw-a");
+        let mut h = HeaderMap::new();
+        h.insert(header::VIA, HeaderValue::from_static("1.0 edge, 1.1 gw-a"));
+        h.insert(names::X_GATEWAY_NODE.clone(), HeaderValue::from_static("gw-a"));
+        h.insert(header::ETAG, HeaderValue::from_static("\"v\""));
+        let stored = stored_headers(&h, &ours);
+        assert_eq!(stored.len(), 2);
+        assert!(stored.contains(&("via".into(), Bytes::from_static(b"1.0 edge"))));
+        h.insert(header::VIA, ours.clone());
+        assert!(stored_headers(&h, &ours).iter().all(|(n, _)| n != "via"), "only ours: no Via stored");
+        h.insert(header::VIA, HeaderValue::from_static("1.1 gw-b"));
+        assert!(stored_headers(&h, &ours).contains(&("via".into(), Bytes::from_static(b"1.1 gw-b"))));
     }
 
     #[test]

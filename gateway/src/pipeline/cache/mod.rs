@@ -143,6 +143,7 @@ pub async fn serve(
 ) -> Result<HttpResponse, GatewayError> {
     let Step { fw, path, spec, payload, kind } = step;
     let req = fw.req;
+    let via = fw.via;
     let method = req.method().clone();
     let service = Arc::clone(&fw.route.name);
     if method != Method::GET && method != Method::HEAD {
@@ -170,12 +171,12 @@ pub async fn serve(
         match hit.response.freshness.usable(age, &req_cc) {
             Usable::Fresh => {
                 *status = Some(CacheStatus::Hit);
-                return Ok(from_entry(req, &hit.response, age));
+                return Ok(from_entry(req, &hit.response, age, via));
             }
             Usable::StaleWhileRevalidate => {
                 *status = Some(CacheStatus::Stale);
                 spawn_refresh(layer, refresh(), keys, Arc::clone(&hit.response), hit.key_hash);
-                return Ok(from_entry(req, &hit.response, age));
+                return Ok(from_entry(req, &hit.response, age, via));
             }
             Usable::Revalidate => stale = Some((hit.response, hit.key_hash)),
         }
@@ -204,6 +205,7 @@ async fn fill(
     status: &mut Option<CacheStatus>,
 ) -> Result<HttpResponse, GatewayError> {
     let req = fw.req;
+    let via = fw.via;
     let wait = (fw.route.spec.timeout.get() + Duration::from_secs(1)).min(MAX_FILL_WAIT);
     let guard = match layer.coalescer.join(&keys.fill()) {
         Join::Lead(guard) => Some(guard),
@@ -215,12 +217,12 @@ async fn fill(
             };
             match fill {
                 Fill::Filled => {
-                    if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                    if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
                         *status = Some(CacheStatus::Hit);
                         return Ok(res);
                     }
                 }
-                Fill::Failed(e) => return stale_or(stale.as_ref(), req, e, status),
+                Fill::Failed(e) => return stale_or(stale.as_ref(), req, via, e, status),
                 Fill::Pending | Fill::NotShared => {}
             }
             None
@@ -231,7 +233,7 @@ async fn fill(
         match layer.cache.try_lock(&keys.service, &keys.primary, wait).await {
             Some(true) => {
                 // A fill may have landed between our lookup and the lock: check once more.
-                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
                     layer.cache.release_quietly(&keys.service, &keys.primary).await;
                     *status = Some(CacheStatus::Hit);
                     if let Some(g) = guard {
@@ -247,7 +249,7 @@ async fn fill(
                     layer.cache.forget(&keys.service, key_hash);
                 }
                 layer.cache.forget(&keys.service, &keys.primary);
-                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
                     *status = Some(CacheStatus::Hit);
                     if let Some(g) = guard {
                         g.finish(Fill::Filled);
@@ -282,13 +284,13 @@ async fn fill(
             if let Some(g) = guard {
                 g.finish(Fill::Failed(e.clone()));
             }
-            return stale_or(stale.as_ref(), req, e, status);
+            return stale_or(stale.as_ref(), req, via, e, status);
         }
         Ok(res) => res,
     };
     let code = res.status();
     if let (StatusCode::NOT_MODIFIED, Some((old, _))) = (code, &stale) {
-        let updated = revalidated(old, res.headers(), request_ms, layer.cache.settings(), spec);
+        let updated = revalidated(old, res.headers(), request_ms, layer.cache.settings(), spec, via);
         let Some((updated, ttl)) = updated else {
             release(layer);
             return Ok(res);
@@ -298,16 +300,16 @@ async fn fill(
         if let Some(g) = guard {
             g.finish(Fill::Filled);
         }
-        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms())));
+        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms()), via));
     }
     if matches!(code.as_u16(), 500 | 502 | 503 | 504)
-        && let Some(old) = stale_on_error(stale.as_ref(), req)
+        && let Some(old) = stale_on_error(stale.as_ref(), req, via)
     {
         release(layer);
         *status = Some(CacheStatus::Stale);
         return Ok(old);
     }
-    let Some(plan) = plan(&res, req, request_ms, layer, spec) else {
+    let Some(plan) = plan(&res, req, request_ms, layer, spec, via) else {
         release(layer);
         return Ok(res);
     };
@@ -340,21 +342,25 @@ async fn fill(
 /// A stored response that is fresh for this request, rendered. The request's own
 /// directives count: after `no-cache` (or a `max-age` the entry exceeds) nothing stored
 /// qualifies, so such a request reaches the origin even when a fill landed meanwhile.
-async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest) -> Option<HttpResponse> {
+async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest, via: &HeaderValue) -> Option<HttpResponse> {
     let req_cc = request_directives(req.headers());
     if req_cc.no_cache {
         return None;
     }
     let hit = layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |n| vary_values(req.headers(), n)).await?;
     let age = hit.response.age.current_age_ms(actors::now_unix_ms());
-    (hit.response.freshness.usable(age, &req_cc) == Usable::Fresh).then(|| from_entry(req, &hit.response, age))
+    (hit.response.freshness.usable(age, &req_cc) == Usable::Fresh).then(|| from_entry(req, &hit.response, age, via))
 }
 
 /// `stale-if-error`: the stale copy rendered, when it may stand in for an upstream error.
-fn stale_on_error(stale: Option<&(Arc<CachedResponse>, String)>, req: &HttpRequest) -> Option<HttpResponse> {
+fn stale_on_error(
+    stale: Option<&(Arc<CachedResponse>, String)>,
+    req: &HttpRequest,
+    via: &HeaderValue,
+) -> Option<HttpResponse> {
     let (old, _) = stale?;
     let age = old.age.current_age_ms(actors::now_unix_ms());
-    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age))
+    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age, via))
 }
 
 /// `stale-if-error` for an error of the gateway's own (502, 503, 504): the stale copy when
@@ -362,10 +368,11 @@ fn stale_on_error(stale: Option<&(Arc<CachedResponse>, String)>, req: &HttpReque
 fn stale_or(
     stale: Option<&(Arc<CachedResponse>, String)>,
     req: &HttpRequest,
+    via: &HeaderValue,
     e: GatewayError,
     status: &mut Option<CacheStatus>,
 ) -> Result<HttpResponse, GatewayError> {
-    let old = stale_on_error(stale, req).ok_or(e)?;
+    let old = stale_on_error(stale, req, via).ok_or(e)?;
     *status = Some(CacheStatus::Stale);
     Ok(old)
 }
