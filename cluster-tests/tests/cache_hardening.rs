@@ -80,7 +80,6 @@ async fn admin(gw: &GatewayProcess, method: &str, path: &str, body: Value) -> (u
 }
 
 #[actix_rt::test]
-#[ignore = "pending: fixed by a later commit of this branch"]
 async fn responses_to_authorized_requests_are_shared_only_when_the_response_allows_it() {
     let up = MockUpstream::start("up");
     let gw = GatewayProcess::start(&config(&up, None, "", ""));
@@ -111,7 +110,6 @@ async fn responses_to_authorized_requests_are_shared_only_when_the_response_allo
 }
 
 #[actix_rt::test]
-#[ignore = "pending: fixed by a later commit of this branch"]
 async fn requests_with_cookies_bypass_the_shared_cache_unless_the_service_ignores_cookies() {
     let up = MockUpstream::start("up");
     let ignore = format!(

@@ -85,7 +85,7 @@ pub(super) fn stored_freshness(cc: &CacheControl, lifetime_ms: u64) -> StoredFre
     StoredFreshness {
         lifetime_ms,
         no_cache: cc.no_cache,
-        must_revalidate: cc.must_revalidate,
+        must_revalidate: cc.must_revalidate || cc.proxy_revalidate,
         swr_s: cc.stale_while_revalidate.unwrap_or(0),
         sie_s: cc.stale_if_error.unwrap_or(0),
     }
@@ -124,6 +124,8 @@ impl Plan {
 }
 
 /// Decides whether `res` (to a GET) is stored, and captures what is needed to store it.
+/// `authorized`: the request carried `Authorization` and the entry would be shared, so
+/// only a response that allows it is stored (RFC 9111 §3.5).
 pub(super) fn plan(
     res: &HttpResponse,
     req: &HttpRequest,
@@ -131,9 +133,13 @@ pub(super) fn plan(
     layer: &CacheLayer,
     spec: &CacheSpec,
     via: &HeaderValue,
+    authorized: bool,
 ) -> Option<Plan> {
     let now = actors::now_unix_ms();
     let (facts, vary_names) = response_facts(res.status().as_u16(), res.headers());
+    if authorized && !facts.cc.shareable_despite_authorization() {
+        return None;
+    }
     let lifetime = policy::storable(&facts, &spec.statuses, spec.ttl.map(|t| t.get()), now).ok()?;
     if let BodySize::Sized(n) = res.body().size()
         && n > layer.cache.settings().max_object
@@ -160,7 +166,10 @@ pub(super) fn plan(
 }
 
 /// RFC 9111 §4.3.4: a `304` updates the stored headers (all but framing ones) and the
-/// timing facts; freshness is recomputed from the merged headers.
+/// timing facts; freshness is recomputed from the merged headers. The updated response
+/// and how long to store it: `None` when it is served to this request only (the merged
+/// headers no longer make it storable, or `authorized` as for `plan` and they do not
+/// allow sharing).
 pub(super) fn revalidated(
     old: &CachedResponse,
     fresh: &HeaderMap,
@@ -168,7 +177,8 @@ pub(super) fn revalidated(
     settings: &actors::cache::CacheSettings,
     spec: &CacheSpec,
     via: &HeaderValue,
-) -> Option<(CachedResponse, Duration)> {
+    authorized: bool,
+) -> (CachedResponse, Option<Duration>) {
     let mut merged = HeaderMap::new();
     for (n, v) in &old.headers {
         if let Some((n, v)) = stored_header(n, v) {
@@ -187,9 +197,11 @@ pub(super) fn revalidated(
     let now = actors::now_unix_ms();
     let (facts, _) = response_facts(old.status, &merged);
     let statuses = [old.status];
-    let lifetime = policy::storable(&facts, &statuses, spec.ttl.map(|t| t.get()), now).ok()?;
-    let freshness = stored_freshness(&facts.cc, lifetime);
-    let ttl = storage_ttl(&freshness, true)?.min(settings.default_ttl);
+    let lifetime = policy::storable(&facts, &statuses, spec.ttl.map(|t| t.get()), now).ok();
+    let freshness = stored_freshness(&facts.cc, lifetime.unwrap_or(0));
+    let shareable = !authorized || facts.cc.shareable_despite_authorization();
+    let ttl =
+        lifetime.filter(|_| shareable).and_then(|_| storage_ttl(&freshness, true)).map(|t| t.min(settings.default_ttl));
     let age = AgeFacts {
         request_ms,
         response_ms: now,
@@ -197,7 +209,7 @@ pub(super) fn revalidated(
         age_s: header_str(fresh, &header::AGE).and_then(|a| a.trim().parse().ok()).unwrap_or(0),
     };
     let headers = stored_headers(&merged, via);
-    Some((CachedResponse { headers, age, freshness, ..old.clone() }, ttl))
+    (CachedResponse { headers, age, freshness, ..old.clone() }, ttl)
 }
 
 /// The headers a response is stored with: the upstream's, without `Age`, `Set-Cookie`

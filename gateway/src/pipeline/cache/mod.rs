@@ -28,7 +28,7 @@ use actors::auth::Identity;
 use actors::cache::policy::Usable;
 use actors::cache::{Cache, CachedResponse, Scope, key};
 use actors::registry::Route;
-use actors::spec::{AuthMode, CacheScope, CacheSpec};
+use actors::spec::{AuthMode, CacheCookies, CacheScope, CacheSpec};
 use bytes::Bytes;
 
 use super::Pipeline;
@@ -123,6 +123,9 @@ struct Keys {
     service: Arc<str>,
     url: Arc<str>,
     primary: String,
+    /// The request carried `Authorization` and the entry is shared (no consumer in the
+    /// key): only answers that allow it are stored (RFC 9111 §3.5).
+    authorized: bool,
 }
 
 impl Keys {
@@ -162,7 +165,14 @@ pub async fn serve(
         *status = Some(CacheStatus::Bypass);
         return proxy::forward(fw, Some(payload), kind, client, outcome).await;
     }
-    let keys = keys_of(fw.route, spec, req, path, fw.identity);
+    // Shared entries (no consumer in the key) follow a shared cache's rules; an entry keyed
+    // by its consumer is private to that consumer.
+    let consumer = consumer_of(fw.route, spec, fw.identity);
+    if consumer.is_none() && spec.cookies == CacheCookies::Bypass && req.headers().contains_key(header::COOKIE) {
+        *status = Some(CacheStatus::Bypass);
+        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+    }
+    let keys = keys_of(&service, req, path, consumer);
     let hit =
         layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |names| vary_values(req.headers(), names)).await;
     let mut stale = None;
@@ -290,10 +300,12 @@ async fn fill(
     };
     let code = res.status();
     if let (StatusCode::NOT_MODIFIED, Some((old, _))) = (code, &stale) {
-        let updated = revalidated(old, res.headers(), request_ms, layer.cache.settings(), spec, via);
-        let Some((updated, ttl)) = updated else {
+        let settings = layer.cache.settings();
+        let (updated, ttl) = revalidated(old, res.headers(), request_ms, settings, spec, via, keys.authorized);
+        let Some(ttl) = ttl else {
+            // Still valid, but not to be stored (again): this client gets it once.
             release(layer);
-            return Ok(res);
+            return Ok(from_entry(req, &updated, updated.age.current_age_ms(actors::now_unix_ms()), via));
         };
         let (stored, write) = layer.cache.save(&route_cache, &keys.url, &keys.primary, updated, ttl);
         actix_rt::spawn(write);
@@ -309,7 +321,7 @@ async fn fill(
         *status = Some(CacheStatus::Stale);
         return Ok(old);
     }
-    let Some(plan) = plan(&res, req, request_ms, layer, spec, via) else {
+    let Some(plan) = plan(&res, req, request_ms, layer, spec, via, keys.authorized) else {
         release(layer);
         return Ok(res);
     };
@@ -377,17 +389,23 @@ fn stale_or(
     Ok(old)
 }
 
-fn keys_of(route: &Route, spec: &CacheSpec, req: &HttpRequest, path: &str, identity: Option<&Identity>) -> Keys {
+/// The consumer the entry is kept for: `None` for a shared entry (`scope = "shared"`, or
+/// no verified consumer).
+fn consumer_of<'a>(route: &Route, spec: &CacheSpec, identity: Option<&'a Identity>) -> Option<&'a str> {
     let scope =
         spec.scope.unwrap_or(if route.spec.auth == AuthMode::None { CacheScope::Shared } else { CacheScope::Consumer });
-    let consumer = match scope {
+    match scope {
         CacheScope::Consumer => identity.map(|i| i.consumer.as_str()),
         CacheScope::Shared => None,
-    };
+    }
+}
+
+fn keys_of(service: &Arc<str>, req: &HttpRequest, path: &str, consumer: Option<&str>) -> Keys {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let url = key::url_id(path, req.query_string());
     let primary = key::primary(consumer, host, &url);
-    Keys { service: Arc::clone(&route.name), url: url.into(), primary }
+    let authorized = consumer.is_none() && req.headers().contains_key(header::AUTHORIZATION);
+    Keys { service: Arc::clone(service), url: url.into(), primary, authorized }
 }
 
 /// A successful unsafe request invalidates its URL and the `Location` /
