@@ -19,7 +19,8 @@ const BODY_LZ4: u8 = 1;
 pub struct CachedResponse {
     /// Status code.
     pub status: u16,
-    /// Headers as sent to the client (names lower-case), hop-by-hop already removed.
+    /// Headers as the upstream sent them (names lower-case), without hop-by-hop and
+    /// node headers (`Via` of the filling node, `X-Gateway-Node`): the serving node adds its own.
     pub headers: Vec<(String, Bytes)>,
     /// The complete body.
     pub body: Bytes,

@@ -18,12 +18,16 @@ pub struct CacheControl {
     pub no_cache: bool,
     /// `private` (any form).
     pub private: bool,
+    /// `public`.
+    pub public: bool,
     /// `max-age`, seconds.
     pub max_age: Option<u64>,
     /// `s-maxage`, seconds.
     pub s_maxage: Option<u64>,
-    /// `must-revalidate` or `proxy-revalidate`: never served stale.
+    /// `must-revalidate`: never served stale.
     pub must_revalidate: bool,
+    /// `proxy-revalidate`: never served stale by a shared cache (this one).
+    pub proxy_revalidate: bool,
     /// `stale-while-revalidate`, seconds (RFC 5861).
     pub stale_while_revalidate: Option<u64>,
     /// `stale-if-error`, seconds (RFC 5861).
@@ -50,7 +54,9 @@ impl CacheControl {
                     "private" => cc.private = true,
                     "max-age" => cc.max_age = secs().or(Some(0)),
                     "s-maxage" => cc.s_maxage = secs().or(Some(0)),
-                    "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
+                    "public" => cc.public = true,
+                    "must-revalidate" => cc.must_revalidate = true,
+                    "proxy-revalidate" => cc.proxy_revalidate = true,
                     "stale-while-revalidate" => cc.stale_while_revalidate = secs(),
                     "stale-if-error" => cc.stale_if_error = secs(),
                     "only-if-cached" => cc.only_if_cached = true,
@@ -59,6 +65,12 @@ impl CacheControl {
             }
         }
         cc
+    }
+
+    /// RFC 9111 §3.5: whether a shared cache may store and reuse this response to a
+    /// request that carried `Authorization` (`public`, `s-maxage` or `must-revalidate`).
+    pub fn shareable_despite_authorization(&self) -> bool {
+        self.public || self.s_maxage.is_some() || self.must_revalidate
     }
 }
 
@@ -257,6 +269,18 @@ mod tests {
         assert_eq!(cc.stale_if_error, Some(5));
         assert!(!cc.no_store);
         assert_eq!(CacheControl::parse(["max-age=abc"]).max_age, Some(0), "malformed means 0");
+    }
+
+    #[test]
+    fn only_public_s_maxage_or_must_revalidate_share_answers_to_authorized_requests() {
+        for cc in ["public", "s-maxage=5", "must-revalidate", "max-age=5, PUBLIC"] {
+            assert!(CacheControl::parse([cc]).shareable_despite_authorization(), "{cc}");
+        }
+        for cc in ["", "max-age=60", "proxy-revalidate", "no-cache", "publicity"] {
+            assert!(!CacheControl::parse([cc]).shareable_despite_authorization(), "{cc}");
+        }
+        let proxy = CacheControl::parse(["proxy-revalidate"]);
+        assert!(proxy.proxy_revalidate && !proxy.must_revalidate);
     }
 
     #[test]

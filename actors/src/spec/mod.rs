@@ -15,7 +15,7 @@ pub use canonical::canonical_path;
 pub use error::FieldError;
 pub use policy::{Algorithm, FailureMode, KeyPart, KeySpec, PolicySpec};
 pub use service::{
-    AuthMode, BalancerKind, CacheScope, CacheSpec, CircuitBreakerSpec, HashKey, HealthCheckSpec, QueueMatch, QueueMode,
-    QueueSpec, RateLimitRef, RateSpec, ServiceName, ServiceSpec,
+    AuthMode, BalancerKind, CacheCookies, CacheScope, CacheSpec, CircuitBreakerSpec, HashKey, HealthCheckSpec,
+    QueueMatch, QueueMode, QueueSpec, RateLimitRef, RateSpec, ServiceName, ServiceSpec,
 };
 pub use upstream::{EndpointSpec, Scheme, UpstreamUrl};

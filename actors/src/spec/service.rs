@@ -195,6 +195,24 @@ pub enum CacheScope {
     Shared,
 }
 
+/// What a request's `Cookie` does where the cache is shared (`[services.cache] cookies`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheCookies {
+    /// A request with a `Cookie` bypasses the shared cache (its answer may depend on it).
+    #[default]
+    Bypass,
+    /// The service's answers never depend on cookies: requests are cached as without them.
+    Ignore,
+}
+
+impl CacheCookies {
+    /// Whether this is the default (`bypass`, left out when serialized).
+    pub fn is_bypass(&self) -> bool {
+        *self == Self::Bypass
+    }
+}
+
 /// `[services.cache]`: response caching for a service.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +226,10 @@ pub struct CacheSpec {
     /// Sharing scope; default `consumer` for authenticated services, `shared` otherwise.
     #[serde(default)]
     pub scope: Option<CacheScope>,
+    /// Requests with a `Cookie` and a shared entry: `bypass` (default) or `ignore`.
+    /// Serialized only when not the default, so nodes without the key read stored specs.
+    #[serde(default, skip_serializing_if = "CacheCookies::is_bypass")]
+    pub cookies: CacheCookies,
 }
 
 fn default_cache_statuses() -> Vec<u16> {
@@ -700,6 +722,21 @@ mod tests {
         assert_eq!(s.balancer, BalancerKind::RoundRobin);
         assert_eq!(s.retries, 1);
         assert!(s.rate_limit.is_none());
+    }
+
+    #[test]
+    fn cache_cookies_default_to_bypass_and_only_take_known_values() {
+        let spec = |cache: &str| {
+            parse(&format!(r#"{{"name":"c","endpoints":["http://127.0.0.1:3000"],"cache":{cache}}}"#))
+                .map(|s| s.cache.expect("cache"))
+        };
+        let default = spec("{}").expect("valid");
+        assert_eq!(default.cookies, CacheCookies::Bypass);
+        assert!(serde_json::to_value(&default).expect("json").get("cookies").is_none(), "default left out");
+        let ignore = spec(r#"{"cookies":"ignore"}"#).expect("valid");
+        assert_eq!(ignore.cookies, CacheCookies::Ignore);
+        assert_eq!(serde_json::to_value(&ignore).expect("json")["cookies"], "ignore");
+        assert!(spec(r#"{"cookies":"sometimes"}"#).is_err());
     }
 
     #[test]

@@ -122,8 +122,9 @@ fn via_value<'a>(existing: impl Iterator<Item = &'a HeaderValue>, via: &HeaderVa
     HeaderValue::from_bytes(&combined).unwrap_or_else(|_| via.clone())
 }
 
-/// Appends this node to the `Via` header of `out`.
-pub(super) fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
+/// Appends this node to the `Via` header of `out` (proxied answers, and the cache's
+/// stored answers when served).
+pub fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
     let value = via_value(out.get_all(header::VIA), via);
     out.insert(header::VIA, value);
 }

@@ -8,6 +8,7 @@ mod h1;
 mod headers;
 mod jobs;
 
+pub use headers::append_via;
 pub use jobs::{buffer_body, endpoint_url, job_headers, send_job};
 
 use std::pin::Pin;

@@ -13,6 +13,7 @@ use actors::spec::CacheSpec;
 use bytes::{Bytes, BytesMut};
 
 use super::CacheLayer;
+use crate::names;
 
 /// How long an entry with validators is kept after it went stale, at least.
 const REVALIDATION_KEEP: Duration = Duration::from_secs(60);
@@ -84,7 +85,7 @@ pub(super) fn stored_freshness(cc: &CacheControl, lifetime_ms: u64) -> StoredFre
     StoredFreshness {
         lifetime_ms,
         no_cache: cc.no_cache,
-        must_revalidate: cc.must_revalidate,
+        must_revalidate: cc.must_revalidate || cc.proxy_revalidate,
         swr_s: cc.stale_while_revalidate.unwrap_or(0),
         sie_s: cc.stale_if_error.unwrap_or(0),
     }
@@ -123,15 +124,22 @@ impl Plan {
 }
 
 /// Decides whether `res` (to a GET) is stored, and captures what is needed to store it.
+/// `authorized`: the request carried `Authorization` and the entry would be shared, so
+/// only a response that allows it is stored (RFC 9111 §3.5).
 pub(super) fn plan(
     res: &HttpResponse,
     req: &HttpRequest,
     request_ms: u64,
     layer: &CacheLayer,
     spec: &CacheSpec,
+    via: &HeaderValue,
+    authorized: bool,
 ) -> Option<Plan> {
     let now = actors::now_unix_ms();
     let (facts, vary_names) = response_facts(res.status().as_u16(), res.headers());
+    if authorized && !facts.cc.shareable_despite_authorization() {
+        return None;
+    }
     let lifetime = policy::storable(&facts, &spec.statuses, spec.ttl.map(|t| t.get()), now).ok()?;
     if let BodySize::Sized(n) = res.body().size()
         && n > layer.cache.settings().max_object
@@ -147,15 +155,9 @@ pub(super) fn plan(
         date_ms: facts.date.and_then(policy::http_date_ms),
         age_s: header_str(res.headers(), &header::AGE).and_then(|a| a.trim().parse().ok()).unwrap_or(0),
     };
-    let headers = res
-        .headers()
-        .iter()
-        .filter(|(n, _)| *n != header::AGE && *n != header::SET_COOKIE)
-        .map(|(n, v)| (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes())))
-        .collect();
     Some(Plan {
         status: res.status().as_u16(),
-        headers,
+        headers: stored_headers(res.headers(), via),
         age,
         freshness,
         vary: vary_values(req.headers(), &vary_names),
@@ -164,14 +166,19 @@ pub(super) fn plan(
 }
 
 /// RFC 9111 §4.3.4: a `304` updates the stored headers (all but framing ones) and the
-/// timing facts; freshness is recomputed from the merged headers.
+/// timing facts; freshness is recomputed from the merged headers. The updated response
+/// and how long to store it: `None` when it is served to this request only (the merged
+/// headers no longer make it storable, or `authorized` as for `plan` and they do not
+/// allow sharing).
 pub(super) fn revalidated(
     old: &CachedResponse,
     fresh: &HeaderMap,
     request_ms: u64,
     settings: &actors::cache::CacheSettings,
     spec: &CacheSpec,
-) -> Option<(CachedResponse, Duration)> {
+    via: &HeaderValue,
+    authorized: bool,
+) -> (CachedResponse, Option<Duration>) {
     let mut merged = HeaderMap::new();
     for (n, v) in &old.headers {
         if let Some((n, v)) = stored_header(n, v) {
@@ -190,17 +197,48 @@ pub(super) fn revalidated(
     let now = actors::now_unix_ms();
     let (facts, _) = response_facts(old.status, &merged);
     let statuses = [old.status];
-    let lifetime = policy::storable(&facts, &statuses, spec.ttl.map(|t| t.get()), now).ok()?;
-    let freshness = stored_freshness(&facts.cc, lifetime);
-    let ttl = storage_ttl(&freshness, true)?.min(settings.default_ttl);
+    let lifetime = policy::storable(&facts, &statuses, spec.ttl.map(|t| t.get()), now).ok();
+    let freshness = stored_freshness(&facts.cc, lifetime.unwrap_or(0));
+    let shareable = !authorized || facts.cc.shareable_despite_authorization();
+    let ttl =
+        lifetime.filter(|_| shareable).and_then(|_| storage_ttl(&freshness, true)).map(|t| t.min(settings.default_ttl));
     let age = AgeFacts {
         request_ms,
         response_ms: now,
         date_ms: facts.date.and_then(policy::http_date_ms),
         age_s: header_str(fresh, &header::AGE).and_then(|a| a.trim().parse().ok()).unwrap_or(0),
     };
-    let headers = merged.iter().map(|(n, v)| (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes()))).collect();
-    Some((CachedResponse { headers, age, freshness, ..old.clone() }, ttl))
+    let headers = stored_headers(&merged, via);
+    (CachedResponse { headers, age, freshness, ..old.clone() }, ttl)
+}
+
+/// The headers a response is stored with: the upstream's, without `Age`, `Set-Cookie`
+/// and what a node adds on its way out (its own `Via` entry, `X-Gateway-Node`,
+/// `X-Request-Id`, `X-Cache-Status`): the node that serves the entry adds its own.
+pub(super) fn stored_headers(headers: &HeaderMap, via: &HeaderValue) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .filter(|(n, _)| {
+            !(*n == header::AGE
+                || *n == header::SET_COOKIE
+                || *n == names::X_GATEWAY_NODE
+                || *n == names::X_REQUEST_ID
+                || *n == names::X_CACHE_STATUS)
+        })
+        .filter_map(|(n, v)| {
+            let v = if n == header::VIA { upstream_via(v.as_bytes(), via.as_bytes())? } else { v.as_bytes() };
+            Some((n.as_str().to_string(), Bytes::copy_from_slice(v)))
+        })
+        .collect()
+}
+
+/// A `Via` value without the entry this node appended to it (`ours`, last); `None` when
+/// nothing else is left.
+fn upstream_via<'a>(value: &'a [u8], ours: &[u8]) -> Option<&'a [u8]> {
+    if value == ours {
+        return None;
+    }
+    Some(value.strip_suffix(ours).and_then(|rest| rest.strip_suffix(b", ")).unwrap_or(value))
 }
 
 /// A stored header as a response header; the value shares the stored bytes (no copy).
@@ -208,8 +246,9 @@ fn stored_header(name: &str, value: &Bytes) -> Option<(HeaderName, HeaderValue)>
     Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_maybe_shared(value.clone()).ok()?))
 }
 
-/// Renders a stored response (or a `304` when the client's validators match it).
-pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64) -> HttpResponse {
+/// Renders a stored response (or a `304` when the client's validators match it), with
+/// this node's `via` appended to the stored `Via`.
+pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64, via: &HeaderValue) -> HttpResponse {
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     let not_modified = status == StatusCode::OK && client_has_it(req.headers(), entry);
     let mut res = HttpResponse::build(if not_modified { StatusCode::NOT_MODIFIED } else { status });
@@ -227,7 +266,9 @@ pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64)
         }
     }
     res.insert_header((header::AGE, HeaderValue::from(age_ms / 1000)));
-    if not_modified { res.finish() } else { res.body(entry.body.clone()) }
+    let mut res = if not_modified { res.finish() } else { res.body(entry.body.clone()) };
+    crate::proxy::append_via(res.headers_mut(), via);
+    res
 }
 
 /// `If-None-Match` (weak comparison), else `If-Modified-Since`, against the entry.
@@ -275,6 +316,22 @@ mod tests {
         assert!(client_has_it(&h, &entry));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v2\""));
         assert!(!client_has_it(&h, &entry));
+    }
+
+    #[test]
+    fn stored_headers_keep_the_upstreams_via_and_drop_node_headers() {
+        let ours = HeaderValue::from_static("1.1 gw-a");
+        let mut h = HeaderMap::new();
+        h.insert(header::VIA, HeaderValue::from_static("1.0 edge, 1.1 gw-a"));
+        h.insert(names::X_GATEWAY_NODE.clone(), HeaderValue::from_static("gw-a"));
+        h.insert(header::ETAG, HeaderValue::from_static("\"v\""));
+        let stored = stored_headers(&h, &ours);
+        assert_eq!(stored.len(), 2);
+        assert!(stored.contains(&("via".into(), Bytes::from_static(b"1.0 edge"))));
+        h.insert(header::VIA, ours.clone());
+        assert!(stored_headers(&h, &ours).iter().all(|(n, _)| n != "via"), "only ours: no Via stored");
+        h.insert(header::VIA, HeaderValue::from_static("1.1 gw-b"));
+        assert!(stored_headers(&h, &ours).contains(&("via".into(), Bytes::from_static(b"1.1 gw-b"))));
     }
 
     #[test]

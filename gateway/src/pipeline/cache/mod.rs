@@ -25,10 +25,10 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::auth::Identity;
-use actors::cache::policy::{CacheControl, Usable};
+use actors::cache::policy::Usable;
 use actors::cache::{Cache, CachedResponse, Scope, key};
 use actors::registry::Route;
-use actors::spec::{AuthMode, CacheScope, CacheSpec};
+use actors::spec::{AuthMode, CacheCookies, CacheScope, CacheSpec};
 use bytes::Bytes;
 
 use super::Pipeline;
@@ -123,6 +123,9 @@ struct Keys {
     service: Arc<str>,
     url: Arc<str>,
     primary: String,
+    /// The request carried `Authorization` and the entry is shared (no consumer in the
+    /// key): only answers that allow it are stored (RFC 9111 §3.5).
+    authorized: bool,
 }
 
 impl Keys {
@@ -143,6 +146,7 @@ pub async fn serve(
 ) -> Result<HttpResponse, GatewayError> {
     let Step { fw, path, spec, payload, kind } = step;
     let req = fw.req;
+    let via = fw.via;
     let method = req.method().clone();
     let service = Arc::clone(&fw.route.name);
     if method != Method::GET && method != Method::HEAD {
@@ -155,11 +159,20 @@ pub async fn serve(
         return Ok(res);
     }
     let req_cc = request_directives(req.headers());
-    if req_cc.no_store || req.headers().contains_key(header::RANGE) {
+    // A body (`Content-Length` > 0 or chunked) is not part of the key: such a request
+    // must neither get nor leave the bodiless entry.
+    if req_cc.no_store || req.headers().contains_key(header::RANGE) || !matches!(kind, BodyKind::Empty) {
         *status = Some(CacheStatus::Bypass);
         return proxy::forward(fw, Some(payload), kind, client, outcome).await;
     }
-    let keys = keys_of(fw.route, spec, req, path, fw.identity);
+    // Shared entries (no consumer in the key) follow a shared cache's rules; an entry keyed
+    // by its consumer is private to that consumer.
+    let consumer = consumer_of(fw.route, spec, fw.identity);
+    if consumer.is_none() && spec.cookies == CacheCookies::Bypass && req.headers().contains_key(header::COOKIE) {
+        *status = Some(CacheStatus::Bypass);
+        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+    }
+    let keys = keys_of(&service, req, path, consumer);
     let hit =
         layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |names| vary_values(req.headers(), names)).await;
     let mut stale = None;
@@ -168,12 +181,12 @@ pub async fn serve(
         match hit.response.freshness.usable(age, &req_cc) {
             Usable::Fresh => {
                 *status = Some(CacheStatus::Hit);
-                return Ok(from_entry(req, &hit.response, age));
+                return Ok(from_entry(req, &hit.response, age, via));
             }
             Usable::StaleWhileRevalidate => {
                 *status = Some(CacheStatus::Stale);
                 spawn_refresh(layer, refresh(), keys, Arc::clone(&hit.response), hit.key_hash);
-                return Ok(from_entry(req, &hit.response, age));
+                return Ok(from_entry(req, &hit.response, age, via));
             }
             Usable::Revalidate => stale = Some((hit.response, hit.key_hash)),
         }
@@ -202,6 +215,7 @@ async fn fill(
     status: &mut Option<CacheStatus>,
 ) -> Result<HttpResponse, GatewayError> {
     let req = fw.req;
+    let via = fw.via;
     let wait = (fw.route.spec.timeout.get() + Duration::from_secs(1)).min(MAX_FILL_WAIT);
     let guard = match layer.coalescer.join(&keys.fill()) {
         Join::Lead(guard) => Some(guard),
@@ -213,12 +227,12 @@ async fn fill(
             };
             match fill {
                 Fill::Filled => {
-                    if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                    if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
                         *status = Some(CacheStatus::Hit);
                         return Ok(res);
                     }
                 }
-                Fill::Failed(e) => return stale_or(stale.as_ref(), req, e, status),
+                Fill::Failed(e) => return stale_or(stale.as_ref(), req, via, e, status),
                 Fill::Pending | Fill::NotShared => {}
             }
             None
@@ -229,7 +243,7 @@ async fn fill(
         match layer.cache.try_lock(&keys.service, &keys.primary, wait).await {
             Some(true) => {
                 // A fill may have landed between our lookup and the lock: check once more.
-                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
                     layer.cache.release_quietly(&keys.service, &keys.primary).await;
                     *status = Some(CacheStatus::Hit);
                     if let Some(g) = guard {
@@ -245,7 +259,7 @@ async fn fill(
                     layer.cache.forget(&keys.service, key_hash);
                 }
                 layer.cache.forget(&keys.service, &keys.primary);
-                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
                     *status = Some(CacheStatus::Hit);
                     if let Some(g) = guard {
                         g.finish(Fill::Filled);
@@ -280,32 +294,34 @@ async fn fill(
             if let Some(g) = guard {
                 g.finish(Fill::Failed(e.clone()));
             }
-            return stale_or(stale.as_ref(), req, e, status);
+            return stale_or(stale.as_ref(), req, via, e, status);
         }
         Ok(res) => res,
     };
     let code = res.status();
     if let (StatusCode::NOT_MODIFIED, Some((old, _))) = (code, &stale) {
-        let updated = revalidated(old, res.headers(), request_ms, layer.cache.settings(), spec);
-        let Some((updated, ttl)) = updated else {
+        let settings = layer.cache.settings();
+        let (updated, ttl) = revalidated(old, res.headers(), request_ms, settings, spec, via, keys.authorized);
+        let Some(ttl) = ttl else {
+            // Still valid, but not to be stored (again): this client gets it once.
             release(layer);
-            return Ok(res);
+            return Ok(from_entry(req, &updated, updated.age.current_age_ms(actors::now_unix_ms()), via));
         };
         let (stored, write) = layer.cache.save(&route_cache, &keys.url, &keys.primary, updated, ttl);
         actix_rt::spawn(write);
         if let Some(g) = guard {
             g.finish(Fill::Filled);
         }
-        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms())));
+        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms()), via));
     }
     if matches!(code.as_u16(), 500 | 502 | 503 | 504)
-        && let Some(old) = stale_on_error(stale.as_ref(), req)
+        && let Some(old) = stale_on_error(stale.as_ref(), req, via)
     {
         release(layer);
         *status = Some(CacheStatus::Stale);
         return Ok(old);
     }
-    let Some(plan) = plan(&res, req, request_ms, layer, spec) else {
+    let Some(plan) = plan(&res, req, request_ms, layer, spec, via, keys.authorized) else {
         release(layer);
         return Ok(res);
     };
@@ -335,19 +351,28 @@ async fn fill(
     Ok(res.map_body(|_, body| BoxBody::new(Tee::new(body, max, Box::new(done)))))
 }
 
-/// A stored response that is fresh for this request, rendered.
-async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest) -> Option<HttpResponse> {
+/// A stored response that is fresh for this request, rendered. The request's own
+/// directives count: after `no-cache` (or a `max-age` the entry exceeds) nothing stored
+/// qualifies, so such a request reaches the origin even when a fill landed meanwhile.
+async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest, via: &HeaderValue) -> Option<HttpResponse> {
+    let req_cc = request_directives(req.headers());
+    if req_cc.no_cache {
+        return None;
+    }
     let hit = layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |n| vary_values(req.headers(), n)).await?;
     let age = hit.response.age.current_age_ms(actors::now_unix_ms());
-    (hit.response.freshness.usable(age, &CacheControl::default()) == Usable::Fresh)
-        .then(|| from_entry(req, &hit.response, age))
+    (hit.response.freshness.usable(age, &req_cc) == Usable::Fresh).then(|| from_entry(req, &hit.response, age, via))
 }
 
 /// `stale-if-error`: the stale copy rendered, when it may stand in for an upstream error.
-fn stale_on_error(stale: Option<&(Arc<CachedResponse>, String)>, req: &HttpRequest) -> Option<HttpResponse> {
+fn stale_on_error(
+    stale: Option<&(Arc<CachedResponse>, String)>,
+    req: &HttpRequest,
+    via: &HeaderValue,
+) -> Option<HttpResponse> {
     let (old, _) = stale?;
     let age = old.age.current_age_ms(actors::now_unix_ms());
-    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age))
+    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age, via))
 }
 
 /// `stale-if-error` for an error of the gateway's own (502, 503, 504): the stale copy when
@@ -355,25 +380,32 @@ fn stale_on_error(stale: Option<&(Arc<CachedResponse>, String)>, req: &HttpReque
 fn stale_or(
     stale: Option<&(Arc<CachedResponse>, String)>,
     req: &HttpRequest,
+    via: &HeaderValue,
     e: GatewayError,
     status: &mut Option<CacheStatus>,
 ) -> Result<HttpResponse, GatewayError> {
-    let old = stale_on_error(stale, req).ok_or(e)?;
+    let old = stale_on_error(stale, req, via).ok_or(e)?;
     *status = Some(CacheStatus::Stale);
     Ok(old)
 }
 
-fn keys_of(route: &Route, spec: &CacheSpec, req: &HttpRequest, path: &str, identity: Option<&Identity>) -> Keys {
+/// The consumer the entry is kept for: `None` for a shared entry (`scope = "shared"`, or
+/// no verified consumer).
+fn consumer_of<'a>(route: &Route, spec: &CacheSpec, identity: Option<&'a Identity>) -> Option<&'a str> {
     let scope =
         spec.scope.unwrap_or(if route.spec.auth == AuthMode::None { CacheScope::Shared } else { CacheScope::Consumer });
-    let consumer = match scope {
+    match scope {
         CacheScope::Consumer => identity.map(|i| i.consumer.as_str()),
         CacheScope::Shared => None,
-    };
+    }
+}
+
+fn keys_of(service: &Arc<str>, req: &HttpRequest, path: &str, consumer: Option<&str>) -> Keys {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let url = key::url_id(path, req.query_string());
     let primary = key::primary(consumer, host, &url);
-    Keys { service: Arc::clone(&route.name), url: url.into(), primary }
+    let authorized = consumer.is_none() && req.headers().contains_key(header::AUTHORIZATION);
+    Keys { service: Arc::clone(service), url: url.into(), primary, authorized }
 }
 
 /// A successful unsafe request invalidates its URL and the `Location` /
