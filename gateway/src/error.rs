@@ -91,6 +91,18 @@ impl GatewayError {
         }
     }
 
+    /// The `message` a client sees. Upstream failures get a generic text: their details
+    /// (endpoint ids, addresses, parser findings) go to the log only.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::UpstreamUnavailable(_) => {
+                "the upstream service could not be reached or sent an invalid answer".into()
+            }
+            Self::UpstreamTimeout(_) => "the upstream service did not answer in time".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// `Retry-After` seconds, for errors that carry one.
     fn retry_after(&self) -> Option<u64> {
         match self {
@@ -133,7 +145,7 @@ impl Rejected {
         let mut res = json_error(
             status,
             code,
-            self.error.to_string(),
+            self.error.client_message(),
             &self.request_id,
             self.error.retry_after(),
             self.error.closes_connection(),
@@ -179,4 +191,20 @@ pub fn json_error(
         res.force_close();
     }
     res.json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_show_clients_no_details() {
+        let detail = "echo-0 failed: invalid response: conflicting Content-Length";
+        let e = GatewayError::UpstreamUnavailable(detail.into());
+        assert!(e.to_string().contains(detail), "the log keeps the detail");
+        assert!(!e.client_message().contains("echo-0"));
+        let t = GatewayError::UpstreamTimeout(Duration::from_secs(7));
+        assert!(!t.client_message().contains('7'));
+        assert_eq!(GatewayError::RouteNotFound("/x".into()).client_message(), "no route for /x");
+    }
 }

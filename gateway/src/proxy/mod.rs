@@ -261,13 +261,15 @@ enum Failure {
     Timeout,
     H1(h1::Error),
     Awc(SendRequestError),
+    /// The answer arrived but cannot be passed on (a status outside 100–599).
+    Invalid(&'static str),
 }
 
 impl Failure {
     /// Nothing reached the upstream: another endpoint may be tried.
     fn is_connect(&self) -> bool {
         match self {
-            Self::Timeout => false,
+            Self::Timeout | Self::Invalid(_) => false,
             Self::H1(e) => e.is_connect(),
             Self::Awc(e) => matches!(e, SendRequestError::Connect(_)),
         }
@@ -287,6 +289,9 @@ impl Failure {
                 GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {e}", ep.id))
             }
             Self::H1(e) => GatewayError::UpstreamUnavailable(format!("{} failed: {e}", ep.id)),
+            Self::Invalid(msg) => {
+                GatewayError::UpstreamUnavailable(format!("{} failed: invalid response: {msg}", ep.id))
+            }
             Self::Awc(e) => classify(e, timeout, ep),
         }
     }
@@ -351,6 +356,9 @@ async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc
     };
     let res = sending.await.map_err(Failure::Awc)?;
     let status = res.status();
+    if !(100..=599).contains(&status.as_u16()) {
+        return Err(Failure::Invalid("invalid status code"));
+    }
     // The upstream's header map becomes ours: no per-header copies.
     let mut headers = HeaderMap::new();
     let res = res.map_body(|head, payload| {
