@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use cluster_tests::{GatewayProcess, MockUpstream, client, free_port, wait_until};
+use cluster_tests::{GatewayProcess, MockUpstream, client, eventually, free_port, wait_until};
 use serde_json::Value;
 
 /// One worker, no access log noise.
@@ -249,4 +249,40 @@ impl TlsServer {
         assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok()));
         Self { child, port, dir }
     }
+}
+
+#[actix_rt::test]
+async fn a_service_pointing_at_the_gateway_itself_answers_508() {
+    let up = MockUpstream::start("fine");
+    let gw = GatewayProcess::start(&format!("{NODE}[[services]]\nname = \"fine\"\nendpoints = [\"{}\"]\n", up.url()));
+    let res = client()
+        .post(gw.admin_url("/admin/services"))
+        .send_json(&serde_json::json!({"name": "selfie", "endpoints": [gw.url("")]}))
+        .await
+        .expect("admin answers");
+    assert!(res.status().is_success(), "{}", res.status());
+    let (status, id, body) = eventually(Duration::from_secs(10), async || {
+        let answer = get(&gw.url("/api/selfie/x")).await;
+        (answer.0 != 404).then_some(answer)
+    })
+    .await
+    .expect("the service is routed");
+    assert_eq!(status, 508, "{body}");
+    assert_eq!(body["error"], "loop_detected");
+    assert!(!id.is_empty());
+
+    // Only this node's own id, as a whole hop, counts.
+    for via in ["1.1 gw-hard0", "1.1 xgw-hard, 1.0 gw-hard-2 (proxy)", "gw-hard"] {
+        let res = client().get(gw.url("/api/fine/x")).insert_header(("via", via)).send().await.expect("answers");
+        assert_eq!(res.status(), 200, "Via: {via}");
+    }
+    let mut res = client()
+        .get(gw.url("/api/fine/x"))
+        .insert_header(("via", "1.0 edge, 1.1 gw-hard"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), 508);
+    let body: Value = serde_json::from_slice(&res.body().await.expect("body")).expect("JSON");
+    assert_eq!(body["error"], "loop_detected");
 }

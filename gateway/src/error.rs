@@ -65,6 +65,10 @@ pub enum GatewayError {
     /// The upstream could not be reached.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// The request already passed through this node (its id is in `Via`): the service
+    /// routes back to the gateway itself.
+    #[error("request loop: this node ({0}) is already in Via")]
+    LoopDetected(String),
     /// The upstream did not answer within the service timeout.
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
@@ -88,6 +92,7 @@ impl GatewayError {
             Self::NoHealthyUpstream { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream"),
             Self::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
             Self::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Self::LoopDetected(_) => (StatusCode::LOOP_DETECTED, "loop_detected"),
         }
     }
 

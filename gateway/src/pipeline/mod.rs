@@ -194,6 +194,9 @@ async fn run(
     trace: &mut Trace,
 ) -> Result<HttpResponse, GatewayError> {
     limits::check_headers(req, &cx.limits)?;
+    if passed_through(req, &cx.node_id) {
+        return Err(GatewayError::LoopDetected(cx.node_id.to_string()));
+    }
     let path = normalize::path(req.path());
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
@@ -274,6 +277,22 @@ async fn run(
         return served;
     }
     proxy::forward(forward, Some(payload), body, client, &mut trace.upstream).await
+}
+
+/// Whether `Via` names this node as a hop already (`1.1 <node-id>`, as the proxy adds
+/// it): the request went out through this node and came back. Each hop's `received-by`
+/// is compared whole, so `gw-1` is not found in `1.1 gw-10`. Requests without `Via` pay
+/// one header lookup.
+fn passed_through(req: &HttpRequest, node_id: &str) -> bool {
+    req.headers().get_all(header::VIA).any(|v| via_names(v.as_bytes(), node_id.as_bytes()))
+}
+
+/// Whether one `Via` value lists `node` as a hop's `received-by`.
+fn via_names(value: &[u8], node: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|hop| {
+        let mut parts = hop.split(u8::is_ascii_whitespace).filter(|p| !p.is_empty());
+        parts.next().is_some() && parts.next() == Some(node)
+    })
 }
 
 /// Longest-prefix (then Host) match over the current route table.
@@ -362,7 +381,19 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::static_value;
+    use super::{static_value, via_names};
+
+    #[test]
+    fn via_finds_this_node_as_a_whole_hop_only() {
+        assert!(via_names(b"1.1 gw-1", b"gw-1"));
+        assert!(via_names(b"1.0 proxy, 1.1 gw-1 (gateway)", b"gw-1"));
+        assert!(via_names(b"HTTP/1.1  gw-1,1.1 other", b"gw-1"));
+        assert!(!via_names(b"1.1 gw-10", b"gw-1"));
+        assert!(!via_names(b"1.1 xgw-1", b"gw-1"));
+        assert!(!via_names(b"1.1 gw-1x, 1.1 gw", b"gw-1"));
+        assert!(!via_names(b"gw-1", b"gw-1"), "a bare token is the protocol, not the hop");
+        assert!(!via_names(b"", b"gw-1"));
+    }
 
     #[test]
     fn static_values_keep_the_text_and_refuse_what_a_header_cannot_carry() {
