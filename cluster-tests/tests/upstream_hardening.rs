@@ -286,3 +286,136 @@ async fn a_service_pointing_at_the_gateway_itself_answers_508() {
     let body: Value = serde_json::from_slice(&res.body().await.expect("body")).expect("JSON");
     assert_eq!(body["error"], "loop_detected");
 }
+
+/// Sends `head` (and `body`) on a raw connection, then waits (up to 20 s) for the
+/// gateway's answer without sending anything more: the status line and the whole reply.
+async fn raw_request(port: u16, head: String, body: Vec<u8>) -> (String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        sock.write_all(head.as_bytes()).expect("head");
+        sock.write_all(&body).expect("body");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the JSON body is complete or the connection closes.
+        while let Ok(n) = std::io::Read::read(&mut sock, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if reply.ends_with(b"}") {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&reply).to_string();
+        (text.lines().next().unwrap_or_default().to_string(), text)
+    })
+    .await
+    .expect("the client thread")
+}
+
+async fn breaker_state(gw: &GatewayProcess, instance: &str) -> String {
+    let (_, _, list) = get(&gw.admin_url("/admin/circuits")).await;
+    list.as_array()
+        .and_then(|l| l.iter().find(|c| c["instance"] == instance))
+        .and_then(|c| c["state"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn breaker_config(up: &MockUpstream, node: &str) -> String {
+    format!(
+        "[node]\nid = \"gw-hard\"\nworkers = 1\n{node}\n[[services]]\nname = \"svc\"\nretries = 0\ntimeout = \"1s\"\n\
+         endpoints = [\"{}\"]\n[services.circuit_breaker]\nconsecutive_failures = 3\nmin_requests = 1000\n\
+         open_for = \"1s\"\nhalf_open_probes = 1\n",
+        up.url()
+    )
+}
+
+#[actix_rt::test]
+async fn slow_uploads_are_the_clients_408_and_never_open_the_breaker() {
+    let up = MockUpstream::start("svc");
+    // Service timeout 1 s, the client has 5 s for its request.
+    let gw = GatewayProcess::start(&breaker_config(&up, "request_timeout = \"5s\""));
+    let head = "POST /api/svc/upload HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\n";
+    let uploads = (0..3).map(|_| raw_request(gw.port, head.to_string(), b"01234".to_vec()));
+    for (status, reply) in futures_util::future::join_all(uploads).await {
+        assert!(status.contains(" 408 "), "a stalled upload is the client's timeout: {reply}");
+        assert!(reply.contains("\"request_timeout\""), "{reply}");
+    }
+    assert_eq!(breaker_state(&gw, "svc-0").await, "closed");
+    let (status, _, body) = get(&gw.url("/api/svc/after")).await;
+    assert_eq!(status, 200, "the breaker must still be closed: {body}");
+
+    // An upload slower than the service timeout but within the request deadline is
+    // proxied: the service timeout counts from the request fully sent.
+    let (status, reply) = tokio::task::spawn_blocking({
+        let port = gw.port;
+        move || {
+            let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+            sock.write_all(head.as_bytes()).expect("head");
+            sock.write_all(b"01234").expect("body");
+            thread::sleep(Duration::from_millis(1500));
+            sock.write_all(b"56789").expect("rest of the body");
+            let mut buf = [0u8; 4096];
+            let n = std::io::Read::read(&mut sock, &mut buf).unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            (text.lines().next().unwrap_or_default().to_string(), text)
+        }
+    })
+    .await
+    .expect("client thread");
+    assert!(status.contains(" 200 "), "{reply}");
+}
+
+#[actix_rt::test]
+async fn a_probe_the_client_failed_does_not_close_the_breaker() {
+    client_failed_probe(None).await;
+    // Shared breakers: the slot goes back through `circuit.lua` too.
+    let redis = cluster_tests::TestRedis::start();
+    client_failed_probe(Some(&redis)).await;
+}
+
+async fn client_failed_probe(redis: Option<&cluster_tests::TestRedis>) {
+    let up = MockUpstream::start("svc");
+    up.set_behavior(cluster_tests::upstream::Behavior { status: 500, ..Default::default() });
+    let redis = redis.map(|r| format!("[redis]\nurl = \"{}\"\n", r.url())).unwrap_or_default();
+    let gw = GatewayProcess::start(&format!("{redis}{}", breaker_config(&up, "max_body = \"1KiB\"")));
+    for _ in 0..3 {
+        get(&gw.url("/api/svc/fail")).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), async || (breaker_state(&gw, "svc-0").await == "open").then_some(()))
+            .await
+            .is_some(),
+        "three failures open the breaker"
+    );
+    // Once `open_for` has passed, an upload above `max_body` becomes the half-open probe
+    // and fails on the client's side (413).
+    let head = "POST /api/svc/big HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let chunked = format!("1000\r\n{}\r\n0\r\n\r\n", "x".repeat(4096)).into_bytes();
+    let probed = eventually(Duration::from_secs(10), async || {
+        let (status, reply) = raw_request(gw.port, head.to_string(), chunked.clone()).await;
+        (!status.contains(" 503 ")).then_some((status, reply))
+    })
+    .await
+    .expect("a probe is granted after open_for");
+    assert!(probed.0.contains(" 413 "), "{}", probed.1);
+    // The probe slot went back unused: the next request is the probe, and the failing
+    // upstream opens the breaker again. (Counted as a success, the 413 would have closed it.)
+    // (With Redis, a request racing the slot's return may be refused a probe: 503.)
+    let status = eventually(Duration::from_secs(10), async || {
+        let (status, _, _) = get(&gw.url("/api/svc/next")).await;
+        (status != 503).then_some(status)
+    })
+    .await;
+    assert_eq!(status, Some(500));
+    assert!(
+        eventually(Duration::from_secs(10), async || (breaker_state(&gw, "svc-0").await == "open").then_some(()))
+            .await
+            .is_some(),
+        "the breaker is {}, not open again",
+        breaker_state(&gw, "svc-0").await
+    );
+}

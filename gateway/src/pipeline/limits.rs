@@ -106,8 +106,33 @@ impl BodyFault {
     }
 }
 
-/// Shared slot where a `LimitedBody` records a fault (single worker thread: `Rc<Cell>`).
-pub type FaultSlot = Rc<Cell<Option<BodyFault>>>;
+/// Shared slot where a `LimitedBody` records a fault, and when the body was complete
+/// (single worker thread: `Rc<Cell>`s). The proxy reads it to tell a client's fault from
+/// an upstream's, and to start the service timeout once the request is fully sent.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSlot(Rc<SlotCells>);
+
+#[derive(Debug, Default)]
+struct SlotCells {
+    fault: Cell<Option<BodyFault>>,
+    complete: Cell<Option<Instant>>,
+}
+
+impl FaultSlot {
+    /// The fault recorded, if any.
+    pub fn get(&self) -> Option<BodyFault> {
+        self.0.fault.get()
+    }
+
+    fn set(&self, fault: BodyFault) {
+        self.0.fault.set(Some(fault));
+    }
+
+    /// When the client's body ended (all of it read), if it did.
+    pub fn complete_at(&self) -> Option<Instant> {
+        self.0.complete.get()
+    }
+}
 
 /// A request body stream with a byte limit and a deadline.
 pub struct LimitedBody<S> {
@@ -138,7 +163,7 @@ where
             Poll::Ready(Some(Ok(chunk))) => {
                 let n = chunk.len() as u64;
                 if n > this.left {
-                    this.fault.set(Some(BodyFault::TooLarge));
+                    this.fault.set(BodyFault::TooLarge);
                     return Poll::Ready(Some(Err(PayloadError::Overflow)));
                 }
                 this.left -= n;
@@ -148,13 +173,17 @@ where
                 let deadline = this.deadline;
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.as_mut().poll(cx).is_ready() {
-                    this.fault.set(Some(BodyFault::TooSlow));
+                    this.fault.set(BodyFault::TooSlow);
                     return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "request body not received in time",
                     )))));
                 }
                 Poll::Pending
+            }
+            Poll::Ready(None) => {
+                this.fault.0.complete.set(Some(Instant::now()));
+                Poll::Ready(None)
             }
             other => other,
         }

@@ -21,7 +21,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::balancer::{Endpoint, InFlight};
-use actors::circuit::Breakers;
+use actors::circuit::{Breakers, CallOutcome};
 use actors::registry::Route;
 use actors::spec::Scheme;
 use awc::error::{ConnectError, SendRequestError};
@@ -180,10 +180,8 @@ pub async fn forward(
             }
         }
     };
-    let attempts = match body {
-        Body::Stream(..) => 1,
-        _ => 1 + retries,
-    };
+    let streamed = matches!(body, Body::Stream(..));
+    let attempts = if streamed { 1 } else { 1 + retries };
     let timeout = fw.route.spec.timeout.get();
     let mut tried: Vec<Arc<str>> = Vec::new();
     let breaker = fw.breakers.zip(fw.route.spec.circuit_breaker.as_ref());
@@ -193,18 +191,24 @@ pub async fn forward(
         outcome.endpoint = Some(Arc::clone(&endpoint));
         outcome.attempts = attempt;
         let sent_at = Instant::now();
-        // The timeout runs until the response head arrives.
+        // The service timeout runs from the request fully sent until the response head;
+        // a streamed upload is the client's time (bounded by the request deadline).
+        let upload = streamed.then_some((&fault, deadline));
         let result = match endpoint.url.scheme() {
-            Scheme::Http => tokio::time::timeout(timeout, send_h1(&fw, &endpoint, &mut body)).await,
-            Scheme::Https => tokio::time::timeout(timeout, send_awc(&fw, &endpoint, &mut body, client)).await,
-        }
-        .unwrap_or(Err(Failure::Timeout));
+            Scheme::Http => within(send_h1(&fw, &endpoint, &mut body), timeout, upload).await,
+            Scheme::Https => within(send_awc(&fw, &endpoint, &mut body, client), timeout, upload).await,
+        };
         outcome.upstream_time = Some(sent_at.elapsed());
         outcome.sent_at = Some(sent_at);
         match result {
             Ok(answer) => {
                 if let Some((b, spec)) = breaker {
-                    b.record(&fw.route.name, &endpoint, !spec.is_failure(answer.status.as_u16()), probe);
+                    let outcome = if spec.is_failure(answer.status.as_u16()) {
+                        CallOutcome::Failure
+                    } else {
+                        CallOutcome::Success
+                    };
+                    b.record(&fw.route.name, &endpoint, outcome, probe);
                 }
                 return Ok(respond(answer, in_flight, method, fw.via));
             }
@@ -212,9 +216,10 @@ pub async fn forward(
                 let client_fault = fault.get();
                 if client_fault.is_some() || e.is_request_body() {
                     // The client's fault (body too large, too slow, cut off or broken), not
-                    // the upstream's: no breaker failure, and a probe slot is given back.
-                    if probe && let Some((b, _)) = breaker {
-                        b.record(&fw.route.name, &endpoint, true, true);
+                    // the upstream's: no breaker failure, and a probe slot is given back
+                    // (never counted as a successful probe: the upstream never answered).
+                    if let Some((b, _)) = breaker {
+                        b.record(&fw.route.name, &endpoint, CallOutcome::Neutral, probe);
                     }
                     return Err(match client_fault {
                         Some(f) => f.into_error(fw.limits),
@@ -222,7 +227,7 @@ pub async fn forward(
                     });
                 }
                 if let Some((b, _)) = breaker {
-                    b.record(&fw.route.name, &endpoint, false, probe);
+                    b.record(&fw.route.name, &endpoint, CallOutcome::Failure, probe);
                 }
                 let retriable = e.is_connect();
                 let err = e.into_error(timeout, &endpoint);
@@ -238,6 +243,41 @@ pub async fn forward(
         }
     }
     Err(no_healthy_upstream(fw.route))
+}
+
+/// Runs one attempt under the service `timeout`. Without a streamed body (`upload` is
+/// `None`) the timeout covers the whole attempt. With one, it starts when the client's
+/// body is complete: until then the client has until the request `deadline` (its body
+/// stream fails with 408 after that), and an upstream that stops reading the upload gets
+/// the service timeout past that deadline.
+async fn within<F>(
+    attempt: F,
+    timeout: Duration,
+    upload: Option<(&FaultSlot, tokio::time::Instant)>,
+) -> Result<Answer, Failure>
+where
+    F: std::future::Future<Output = Result<Answer, Failure>>,
+{
+    let Some((slot, deadline)) = upload else {
+        return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(Failure::Timeout));
+    };
+    let mut attempt = std::pin::pin!(attempt);
+    let mut until = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(result) = tokio::time::timeout_at(until, attempt.as_mut()).await {
+            return result;
+        }
+        // Checked at least once per `timeout`, so a body completed at `t` is given
+        // exactly until `t + timeout`.
+        let now = tokio::time::Instant::now();
+        until = match slot.complete_at() {
+            Some(complete) => complete + timeout,
+            None => (now + timeout).min(deadline + timeout),
+        };
+        if until <= now {
+            return Err(Failure::Timeout);
+        }
+    }
 }
 
 /// An upstream's answer, whichever client fetched it; headers already cleaned.
