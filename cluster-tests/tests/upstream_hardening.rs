@@ -419,3 +419,62 @@ async fn client_failed_probe(redis: Option<&cluster_tests::TestRedis>) {
         breaker_state(&gw, "svc-0").await
     );
 }
+
+/// `healthy` of each instance of `service`, as the admin API lists them.
+async fn health_of(gw: &GatewayProcess, service: &str) -> Vec<bool> {
+    let (_, _, list) = get(&gw.admin_url(&format!("/admin/services/{service}/instances"))).await;
+    list.as_array().map(|l| l.iter().map(|i| i["healthy"] == true).collect()).unwrap_or_default()
+}
+
+#[actix_rt::test]
+async fn https_endpoints_are_health_checked_over_tls_with_their_status_code() {
+    let answer = |status: &str| format!("HTTP/1.0 {status}\r\ncontent-length: 2\r\n\r\nok");
+    // Trusted (the node's CA), healthy path answers 500.
+    let failing = TlsServer::start(&[("health", &answer("500 Internal Server Error"))]);
+    // Trusted, answers 200: stays healthy.
+    let fine = TlsServer::start(&[("health", &answer("200 OK"))]);
+    // Answers 200, but with a certificate from a CA the node does not trust.
+    let untrusted = TlsServer::start(&[("health", &answer("200 OK"))]);
+    // One CA file with both trusted CAs.
+    let ca = format!(
+        "{}{}",
+        std::fs::read_to_string(failing.dir.join("ca.pem")).expect("ca"),
+        std::fs::read_to_string(fine.dir.join("ca.pem")).expect("ca")
+    );
+    let ca_file = failing.dir.join("both-ca.pem");
+    std::fs::write(&ca_file, ca).expect("CA file");
+    let check =
+        "[services.health_check]\npath = \"/health\"\ninterval = \"200ms\"\nunhealthy_after = 2\nhealthy_after = 1\n";
+    let service = |name: &str, port: u16| {
+        format!("[[services]]\nname = \"{name}\"\nendpoints = [\"https://127.0.0.1:{port}\"]\n{check}")
+    };
+    // Plain HTTP through the h1 client: the status code decides too.
+    let plain = MockUpstream::start("plain");
+    plain.set_behavior(cluster_tests::upstream::Behavior { status: 500, ..Default::default() });
+    let gw = GatewayProcess::start(&format!(
+        "{NODE}upstream_ca_file = \"{}\"\n{}{}{}[[services]]\nname = \"plain\"\nendpoints = [\"{}\"]\n{check}",
+        ca_file.display(),
+        service("failing", failing.port),
+        service("fine", fine.port),
+        service("untrusted", untrusted.port),
+        plain.url()
+    ));
+    for name in ["failing", "untrusted", "plain"] {
+        let down =
+            eventually(Duration::from_secs(15), async || (health_of(&gw, name).await == [false]).then_some(())).await;
+        assert!(down.is_some(), "{name} must go unhealthy: {:?}\n{}", health_of(&gw, name).await, gw.log_text());
+    }
+    // The trusted 200 endpoint was checked (its first verdict is logged) and is healthy.
+    assert!(
+        wait_until(Duration::from_secs(15), || gw
+            .log_text()
+            .lines()
+            .any(|l| l.contains("endpoint health changed") && l.contains("fine-0") && l.contains("true"))),
+        "{}",
+        gw.log_text()
+    );
+    assert_eq!(health_of(&gw, "fine").await, [true]);
+    let (status, _, body) = get(&gw.url("/api/failing/x")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "no_healthy_upstream");
+}

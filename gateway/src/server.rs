@@ -86,7 +86,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?
         .with_local_events(events.clone(), Arc::clone(&node))
         .start();
-    HealthChecker::new(routes.clone(), registry.clone(), status.clone()).start();
     let breakers = Breakers::start(CircuitBreaker::new(
         routes.clone(),
         store.as_ref().map(|s| CircuitStore::new(s.for_actor("circuit"), Arc::clone(&node))),
@@ -186,6 +185,9 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         None => None,
     };
     let tls = proxy::tls_config(extra_ca.as_deref()).map_err(StartError::Tls)?;
+    // Health checks go through the traffic's clients (TLS included), on this thread.
+    let health_probe = std::rc::Rc::new(proxy::UpstreamProbe::new(proxy::client(tls.clone())));
+    HealthChecker::new(routes.clone(), registry.clone(), status.clone(), health_probe).start();
     // Queue workers run on this (the System) thread, with their own upstream client.
     let runner =
         crate::queue::runner::HttpRunner::new(proxy::client(tls.clone()), n.max_body.bytes(), Some(breakers.clone()));

@@ -6,8 +6,10 @@
 
 mod h1;
 mod headers;
+mod health;
 mod jobs;
 
+pub use health::UpstreamProbe;
 pub use jobs::{buffer_body, endpoint_url, job_headers, send_job};
 
 use std::pin::Pin;
