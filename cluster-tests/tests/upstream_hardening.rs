@@ -478,3 +478,61 @@ async fn https_endpoints_are_health_checked_over_tls_with_their_status_code() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "no_healthy_upstream");
 }
+
+/// Sends a head with `Expect: 100-continue` and returns the first status line the
+/// gateway answers, without sending any body.
+async fn first_line_after_expect(port: u16, path: &str, extra: &str) -> (String, TcpStream) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 10\r\nexpect: 100-continue\r\n{extra}\r\n"
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        sock.write_all(head.as_bytes()).expect("head");
+        let mut line = String::new();
+        BufReader::new(sock.try_clone().expect("clone")).read_line(&mut line).expect("a status line");
+        (line.trim_end().to_string(), sock)
+    })
+    .await
+    .expect("client thread")
+}
+
+#[actix_rt::test]
+async fn continue_is_only_sent_once_auth_and_limits_passed() {
+    let up = MockUpstream::start("up");
+    let gw = GatewayProcess::start(&format!(
+        "[node]\nid = \"gw-hard\"\nworkers = 1\nmax_body = \"100B\"\n\
+         [[services]]\nname = \"secure\"\nauth = \"api_key\"\nendpoints = [\"{0}\"]\n\
+         [[services]]\nname = \"open\"\nendpoints = [\"{0}\"]\n",
+        up.url()
+    ));
+    let (line, _) = first_line_after_expect(gw.port, "/api/secure/upload", "").await;
+    assert!(line.starts_with("HTTP/1.1 401"), "no credentials: a 401 before any 100, got {line:?}");
+    let (line, _) = first_line_after_expect(gw.port, "/api/secure/upload", "x-api-key: not-a-key\r\n").await;
+    assert!(line.starts_with("HTTP/1.1 401"), "a bad key: {line:?}");
+    let (line, _) = first_line_after_expect(gw.port, "/nowhere", "").await;
+    assert!(line.starts_with("HTTP/1.1 404"), "no route: {line:?}");
+    let head = "POST /api/open/upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\nexpect: 100-continue\r\n\r\n";
+    let (status, reply) = raw_request(gw.port, head.to_string(), Vec::new()).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "declared body above max_body: {reply}");
+
+    // A request that passes gets its 100, then the upstream's answer.
+    let (line, mut sock) = first_line_after_expect(gw.port, "/api/open/upload", "").await;
+    assert_eq!(line, "HTTP/1.1 100 Continue");
+    let reply = tokio::task::spawn_blocking(move || {
+        sock.write_all(b"0123456789").expect("body");
+        let mut buf = vec![0u8; 8192];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("HTTP/1.1 200") {
+            match std::io::Read::read(&mut sock, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).to_string()
+    })
+    .await
+    .expect("client thread");
+    assert!(reply.contains("HTTP/1.1 200"), "{reply}");
+    assert_eq!(up.count(), 1, "only the accepted upload reached the upstream");
+}

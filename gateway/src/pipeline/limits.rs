@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::error::PayloadError;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
@@ -33,7 +33,11 @@ pub struct Limits {
 
 /// Refuses requests whose headers exceed the limits.
 pub fn check_headers(req: &HttpRequest, limits: &Limits) -> Result<(), GatewayError> {
-    let headers = req.headers();
+    check_header_map(req.headers(), limits)
+}
+
+/// `check_headers` over a header map (also used before `100 Continue`).
+pub fn check_header_map(headers: &HeaderMap, limits: &Limits) -> Result<(), GatewayError> {
     if headers.len() > limits.max_headers {
         return Err(GatewayError::HeadersTooLarge(format!(
             "{} headers sent; at most {} are accepted",
@@ -64,7 +68,11 @@ pub enum BodyKind {
 
 /// Classifies the body, refusing a declared length above `max_body` at once.
 pub fn body_kind(req: &HttpRequest, limits: &Limits) -> Result<BodyKind, GatewayError> {
-    let h = req.headers();
+    body_kind_of(req.headers(), limits)
+}
+
+/// `body_kind` over a header map (also used before `100 Continue`).
+pub fn body_kind_of(h: &HeaderMap, limits: &Limits) -> Result<BodyKind, GatewayError> {
     if h.get(header::TRANSFER_ENCODING).is_some() {
         return Ok(BodyKind::Chunked);
     }
