@@ -536,3 +536,17 @@ async fn continue_is_only_sent_once_auth_and_limits_passed() {
     assert!(reply.contains("HTTP/1.1 200"), "{reply}");
     assert_eq!(up.count(), 1, "only the accepted upload reached the upstream");
 }
+
+#[actix_rt::test]
+async fn a_malformed_first_chunk_size_over_tls_is_a_502_too() {
+    let tls =
+        TlsServer::start(&[("chunks", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")]);
+    let gw = GatewayProcess::start(&format!(
+        "{NODE}upstream_ca_file = \"{}\"\n[[services]]\nname = \"tls\"\nretries = 0\nendpoints = [\"https://127.0.0.1:{}\"]\n",
+        tls.dir.join("ca.pem").display(),
+        tls.port
+    ));
+    let (status, id, body) = get(&gw.url("/api/tls/chunks")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_generic(&body, "upstream_unavailable", &id, &["tls-0", "chunk"]);
+}

@@ -295,7 +295,8 @@ enum AnswerBody {
     Empty,
     Full(Bytes),
     H1(h1::ResponseBody),
-    Awc(awc::ClientResponse),
+    /// The response, and body bytes already taken from it (`first_bytes`).
+    Awc(awc::ClientResponse, Option<Bytes>),
 }
 
 /// Why one attempt failed.
@@ -408,7 +409,24 @@ async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc
         payload
     });
     let length = headers::clean_response_headers(&mut headers, status);
-    Ok(Answer { status, headers, length, body: AnswerBody::Awc(res) })
+    let mut res = res;
+    let first = first_bytes(&mut res, ep)?;
+    Ok(Answer { status, headers, length, body: AnswerBody::Awc(res, first) })
+}
+
+/// Takes the body bytes that already arrived with the head. A body failing on its very
+/// first poll (a malformed first chunk size) would make actix-web drop the connection
+/// before the response head goes out — an empty reply; failing here makes it a 502.
+fn first_bytes(res: &mut awc::ClientResponse, ep: &Endpoint) -> Result<Option<Bytes>, Failure> {
+    match futures_util::FutureExt::now_or_never(res.next()) {
+        Some(Some(Err(e))) => {
+            tracing::warn!(endpoint = %ep.id, error = %e, "upstream body failed before its first byte");
+            Err(Failure::Invalid("malformed body"))
+        }
+        Some(Some(Ok(bytes))) => Ok(Some(bytes)),
+        // Complete (or not here yet): the stream says so when polled.
+        Some(None) | None => Ok(None),
+    }
 }
 
 /// The endpoint for the next attempt and whether it is a half-open probe. With a breaker,
@@ -527,7 +545,11 @@ fn respond(answer: Answer, in_flight: InFlight, method: &Method, via: &HeaderVal
             // Complete already: the endpoint is no longer busy with it.
             AnswerBody::Full(b) => HttpResponse::with_body(status, b).map_into_boxed_body(),
             AnswerBody::H1(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
-            AnswerBody::Awc(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
+            AnswerBody::Awc(s, None) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
+            AnswerBody::Awc(s, Some(first)) => {
+                let s = futures_util::stream::once(std::future::ready(Ok(first))).chain(s);
+                streamed(status, length, Tracked { inner: s, _in_flight: in_flight })
+            }
         }
     };
     *response.headers_mut() = headers;
