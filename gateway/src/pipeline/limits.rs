@@ -123,6 +123,7 @@ pub struct FaultSlot(Rc<SlotCells>);
 #[derive(Debug, Default)]
 struct SlotCells {
     fault: Cell<Option<BodyFault>>,
+    started: Cell<Option<Instant>>,
     complete: Cell<Option<Instant>>,
 }
 
@@ -134,6 +135,11 @@ impl FaultSlot {
 
     fn set(&self, fault: BodyFault) {
         self.0.fault.set(Some(fault));
+    }
+
+    /// When the body was first asked for (the upload began), if it was.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.0.started.get()
     }
 
     /// When the client's body ended (all of it read), if it did.
@@ -167,6 +173,9 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.fault.0.started.get().is_none() {
+            this.fault.0.started.set(Some(Instant::now()));
+        }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 let n = chunk.len() as u64;

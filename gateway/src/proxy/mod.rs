@@ -248,10 +248,11 @@ pub async fn forward(
 }
 
 /// Runs one attempt under the service `timeout`. Without a streamed body (`upload` is
-/// `None`) the timeout covers the whole attempt. With one, it starts when the client's
-/// body is complete: until then the client has until the request `deadline` (its body
-/// stream fails with 408 after that), and an upstream that stops reading the upload gets
-/// the service timeout past that deadline.
+/// `None`) the timeout covers the whole attempt. With one, it covers the upstream's time
+/// only — connecting and sending the head, then waiting for the answer once the body is
+/// complete — and not the upload: the client has until the request `deadline` for that
+/// (its body stream fails with 408 after it), and an upstream that stops reading the
+/// upload gets the service timeout past that deadline.
 async fn within<F>(
     attempt: F,
     timeout: Duration,
@@ -264,17 +265,18 @@ where
         return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(Failure::Timeout));
     };
     let mut attempt = std::pin::pin!(attempt);
-    let mut until = tokio::time::Instant::now() + timeout;
+    let start = tokio::time::Instant::now();
+    let mut until = start + timeout;
     loop {
         if let Ok(result) = tokio::time::timeout_at(until, attempt.as_mut()).await {
             return result;
         }
-        // Checked at least once per `timeout`, so a body completed at `t` is given
-        // exactly until `t + timeout`.
+        // Checked at least once per `timeout` while the upload runs.
         let now = tokio::time::Instant::now();
-        until = match slot.complete_at() {
-            Some(complete) => complete + timeout,
-            None => (now + timeout).min(deadline + timeout),
+        until = match (slot.started_at(), slot.complete_at()) {
+            (Some(began), Some(done)) => done + timeout.saturating_sub(began.saturating_duration_since(start)),
+            (Some(_), None) => (now + timeout).min(deadline + timeout),
+            (None, _) => start + timeout,
         };
         if until <= now {
             return Err(Failure::Timeout);
