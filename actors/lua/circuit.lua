@@ -1,7 +1,7 @@
 -- One breaker's cluster-wide state: trip, probe, probe result, reset. Mirrors
 -- actors/src/circuit/machine.rs (the memory backend); change both together.
 -- KEYS[1] breakers hash (field "<service>/<instance>" -> JSON)
--- ARGV[1] op: trip | probe | probe_ok | probe_fail | reset
+-- ARGV[1] op: trip | probe | probe_ok | probe_fail | probe_release | reset
 -- ARGV[2] field   ARGV[3] open_for (ms)   ARGV[4] half-open probes
 -- ARGV[5] channel ARGV[6] node   ARGV[7] service   ARGV[8] instance   ARGV[9] at (RFC 3339)
 -- Returns {granted (0/1), state JSON}. Times come from Redis TIME (ms).
@@ -46,6 +46,9 @@ elseif op == 'probe_ok' then
   end
 elseif op == 'probe_fail' then
   if b.state == 'half_open' then open() end
+elseif op == 'probe_release' then
+  -- The probe's client failed it: nothing learnt, the slot goes back.
+  if b.state == 'half_open' and b.probes > 0 then b.probes = b.probes - 1 end
 elseif op == 'reset' then
   if b.state ~= 'closed' then changed = true end
   b = {state = 'closed', until_ms = 0, opened_ms = 0, since_ms = 0, probes = 0, ok = 0}

@@ -1,17 +1,38 @@
 //! `HealthChecker`: active health checks (`[services.health_check]`). Each endpoint is
 //! probed with `GET <path>` every `interval`; `unhealthy_after` consecutive failures
 //! mark it down and `healthy_after` successes mark it up again, through the registry
-//! (so every node sees the same health). In Redis mode only the leader probes.
+//! (so every node sees the same health). In Redis mode only the leader probes. The
+//! request itself is the gateway's (`HealthProbe`): it goes through the same clients as
+//! traffic, TLS included; this crate has no HTTP client.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::future::LocalBoxFuture;
 
+use crate::balancer::Endpoint;
 use crate::registry::{RoutesView, ServiceRegistry, SetHealth};
-use crate::spec::Scheme;
 use crate::status::NodeStatus;
+
+/// Sends one health-check request (implemented by the gateway's proxy).
+pub trait HealthProbe {
+    /// `GET path` (under the endpoint's base path) on `endpoint`, answered within
+    /// `timeout`: the status code, or why there was none.
+    fn check(
+        &self,
+        endpoint: Arc<Endpoint>,
+        path: String,
+        timeout: Duration,
+    ) -> LocalBoxFuture<'static, Result<u16, String>>;
+}
+
+/// Whether a check's result means healthy: a 2xx or 3xx answer.
+pub fn is_healthy(result: &Result<u16, String>) -> bool {
+    matches!(result, Ok(200..=399))
+}
 
 /// Scheduler resolution.
 const TICK: Duration = Duration::from_millis(100);
@@ -31,12 +52,19 @@ pub struct HealthChecker {
     registry: Addr<ServiceRegistry>,
     status: NodeStatus,
     probes: HashMap<(String, String), Probe>,
+    client: Rc<dyn HealthProbe>,
 }
 
 impl HealthChecker {
-    /// Checks the endpoints of every service in `routes` that asks for it.
-    pub fn new(routes: RoutesView, registry: Addr<ServiceRegistry>, status: NodeStatus) -> Self {
-        Self { routes, registry, status, probes: HashMap::new() }
+    /// Checks the endpoints of every service in `routes` that asks for it, sending each
+    /// check through `client`.
+    pub fn new(
+        routes: RoutesView,
+        registry: Addr<ServiceRegistry>,
+        status: NodeStatus,
+        client: Rc<dyn HealthProbe>,
+    ) -> Self {
+        Self { routes, registry, status, probes: HashMap::new(), client }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -58,14 +86,19 @@ impl HealthChecker {
                 }
                 probe.in_flight = true;
                 probe.next = Some(now + hc.interval.get());
-                let target = (ep.url.scheme(), ep.url.authority().to_string(), ep.url.host().to_string());
-                let path = format!("{}{}", ep.url.base_path(), hc.path);
                 let timeout = hc.timeout.get();
+                // Bounded here too, whatever the client does.
+                let check = tokio::time::timeout(timeout, self.client.check(Arc::clone(ep), hc.path.clone(), timeout));
+                let check = async move {
+                    check
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {}", humantime::format_duration(timeout))))
+                };
                 let (up_after, down_after) = (hc.healthy_after, hc.unhealthy_after);
-                ctx.spawn(probe_once(target, path, timeout).into_actor(self).map(move |ok, act, _| {
+                ctx.spawn(check.into_actor(self).map(move |result, act, _| {
                     let Some(p) = act.probes.get_mut(&key) else { return };
                     p.in_flight = false;
-                    if ok {
+                    if is_healthy(&result) {
                         p.successes += 1;
                         p.failures = 0;
                     } else {
@@ -82,7 +115,11 @@ impl HealthChecker {
                     if let Some(healthy) = verdict
                         && p.healthy != Some(healthy)
                     {
-                        tracing::info!(service = %key.0, endpoint = %key.1, healthy, "endpoint health changed");
+                        let last = match &result {
+                            Ok(status) => format!("status {status}"),
+                            Err(e) => e.clone(),
+                        };
+                        tracing::info!(service = %key.0, endpoint = %key.1, healthy, last, "endpoint health changed");
                         p.healthy = Some(healthy);
                         act.registry.do_send(SetHealth { service: key.0.clone(), id: key.1.clone(), healthy });
                     }
@@ -100,25 +137,14 @@ impl Actor for HealthChecker {
     }
 }
 
-/// One `GET` over plain HTTP/1.1: 2xx/3xx within `timeout` is healthy. HTTPS endpoints
-/// are reported healthy (no TLS client in this crate yet) so they are never dropped.
-async fn probe_once(target: (Scheme, String, String), path: String, timeout: Duration) -> bool {
-    let (scheme, authority, host) = target;
-    if scheme == Scheme::Https {
-        return true;
-    }
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(authority.as_str()).await?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: gateway-health-check\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = [0u8; 12];
-        s.read_exact(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(buf)) => buf.starts_with(b"HTTP/1.") && matches!(buf[9], b'2' | b'3'),
-        _ => false,
+#[cfg(test)]
+mod tests {
+    use super::is_healthy;
+
+    #[test]
+    fn only_2xx_and_3xx_answers_are_healthy() {
+        assert!(is_healthy(&Ok(200)) && is_healthy(&Ok(204)) && is_healthy(&Ok(302)));
+        assert!(!is_healthy(&Ok(500)) && !is_healthy(&Ok(404)) && !is_healthy(&Ok(101)));
+        assert!(!is_healthy(&Err("certificate not trusted".into())));
     }
 }

@@ -65,6 +65,10 @@ pub enum GatewayError {
     /// The upstream could not be reached.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// The request already passed through this node (its id is in `Via`): the service
+    /// routes back to the gateway itself.
+    #[error("request loop: this node ({0}) is already in Via")]
+    LoopDetected(String),
     /// The upstream did not answer within the service timeout.
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
@@ -88,6 +92,19 @@ impl GatewayError {
             Self::NoHealthyUpstream { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream"),
             Self::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
             Self::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Self::LoopDetected(_) => (StatusCode::LOOP_DETECTED, "loop_detected"),
+        }
+    }
+
+    /// The `message` a client sees. Upstream failures get a generic text: their details
+    /// (endpoint ids, addresses, parser findings) go to the log only.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::UpstreamUnavailable(_) => {
+                "the upstream service could not be reached or sent an invalid answer".into()
+            }
+            Self::UpstreamTimeout(_) => "the upstream service did not answer in time".into(),
+            other => other.to_string(),
         }
     }
 
@@ -133,7 +150,7 @@ impl Rejected {
         let mut res = json_error(
             status,
             code,
-            self.error.to_string(),
+            self.error.client_message(),
             &self.request_id,
             self.error.retry_after(),
             self.error.closes_connection(),
@@ -179,4 +196,20 @@ pub fn json_error(
         res.force_close();
     }
     res.json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_show_clients_no_details() {
+        let detail = "echo-0 failed: invalid response: conflicting Content-Length";
+        let e = GatewayError::UpstreamUnavailable(detail.into());
+        assert!(e.to_string().contains(detail), "the log keeps the detail");
+        assert!(!e.client_message().contains("echo-0"));
+        let t = GatewayError::UpstreamTimeout(Duration::from_secs(7));
+        assert!(!t.client_message().contains('7'));
+        assert_eq!(GatewayError::RouteNotFound("/x".into()).client_message(), "no route for /x");
+    }
 }

@@ -86,7 +86,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?
         .with_local_events(events.clone(), Arc::clone(&node))
         .start();
-    HealthChecker::new(routes.clone(), registry.clone(), status.clone()).start();
     let breakers = Breakers::start(CircuitBreaker::new(
         routes.clone(),
         store.as_ref().map(|s| CircuitStore::new(s.for_actor("circuit"), Arc::clone(&node))),
@@ -186,6 +185,9 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         None => None,
     };
     let tls = proxy::tls_config(extra_ca.as_deref()).map_err(StartError::Tls)?;
+    // Health checks go through the traffic's clients (TLS included), on this thread.
+    let health_probe = std::rc::Rc::new(proxy::UpstreamProbe::new(proxy::client(tls.clone())));
+    HealthChecker::new(routes.clone(), registry.clone(), status.clone(), health_probe).start();
     // Queue workers run on this (the System) thread, with their own upstream client.
     let runner =
         crate::queue::runner::HttpRunner::new(proxy::client(tls.clone()), n.max_body.bytes(), Some(breakers.clone()));
@@ -194,12 +196,12 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         QueueSupervisor::new(queues.clone(), std::rc::Rc::new(runner), permits, Arc::clone(&node)).start();
     let guard_data = web::Data::new(auth_guard.clone());
     let main = {
-        let pipeline = pipeline.clone();
+        let app_pipeline = pipeline.clone();
         let guard_data = guard_data.clone();
         let health = health.clone();
-        HttpServer::new(move || {
+        let app = move || {
             App::new()
-                .app_data(pipeline.clone())
+                .app_data(app_pipeline.clone())
                 .app_data(health.clone())
                 .app_data(guard_data.clone())
                 .app_data(web::Data::new(proxy::client(tls.clone())))
@@ -214,17 +216,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                         .default_service(web::to(pipeline::entry)),
                 )
                 .default_service(web::to(pipeline::entry))
-        })
-        .workers(workers)
-        .client_request_timeout(n.request_timeout.get())
-        .client_disconnect_timeout(std::time::Duration::from_secs(1))
-        .keep_alive(KeepAlive::Timeout(n.keep_alive.get()))
-        .backlog(4096)
-        .shutdown_timeout(grace)
-        .disable_signals()
-        .bind(n.listen)
-        .map_err(|source| StartError::Bind { addr: n.listen, source })?
-        .run()
+        };
+        main_listener(app, pipeline.clone(), n, workers, grace)?
     };
 
     let admin_state = web::Data::new(AdminState {
@@ -282,6 +275,53 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     b?;
     tracing::info!(node = %node_id, "gateway node stopped");
     Ok(())
+}
+
+/// The proxy listener: what actix-web's `HttpServer` builds (same settings, graceful
+/// shutdown of idle keep-alive connections included), plus an expect service
+/// (`pipeline::expect`), so `100 Continue` is only sent to requests that passed the
+/// checks their head decides.
+fn main_listener<F, A>(
+    app: F,
+    pipeline: web::Data<Pipeline>,
+    n: &crate::config::NodeConfig,
+    workers: usize,
+    grace: u64,
+) -> Result<actix_web::dev::Server, StartError>
+where
+    F: Fn() -> App<A> + Send + Clone + 'static,
+    A: actix_service::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+    let (request_timeout, keep_alive, addr) = (n.request_timeout.get(), n.keep_alive.get(), n.listen);
+    let builder =
+        actix_server::Server::build().workers(workers).backlog(4096).shutdown_timeout(grace).disable_signals();
+    let shutdown = builder.graceful_shutdown_signal();
+    let builder = builder
+        .bind("gateway-proxy", addr, move || {
+            let shutdown = shutdown.clone();
+            let app = app().into_factory().map_err(|e: actix_web::Error| e.error_response());
+            actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .keep_alive(KeepAlive::Timeout(keep_alive))
+                .client_request_timeout(request_timeout)
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(addr)
+                .expect(pipeline::expect::gate(pipeline.clone()))
+                .finish(map_config(app, |_| actix_web::dev::AppConfig::default()))
+                .tcp()
+        })
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok(builder.run())
 }
 
 /// Starts the analytics actor (Redis-backed when Redis is configured); a no-op handle

@@ -125,6 +125,14 @@ impl Machine {
         false
     }
 
+    /// Gives back a probe slot whose request showed nothing about the upstream (the
+    /// client failed it): another request may probe in its place.
+    pub fn release_probe(&mut self) {
+        if self.state == CircuitState::HalfOpen {
+            self.probes = self.probes.saturating_sub(1);
+        }
+    }
+
     /// Closes the breaker and forgets its history. Returns whether the state changed.
     pub fn reset(&mut self) -> bool {
         let changed = self.state != CircuitState::Closed;
@@ -230,6 +238,20 @@ mod tests {
         assert!(m.probe(30_000, OPEN_FOR, 1).0);
         assert!(!m.probe(40_000, OPEN_FOR, 1).0);
         assert!(m.probe(60_000, OPEN_FOR, 1).0, "the lost probe's round expired");
+    }
+
+    #[test]
+    fn a_released_probe_neither_closes_nor_reopens_and_frees_its_slot() {
+        let mut m = Machine::default();
+        m.trip(0, OPEN_FOR);
+        assert!(m.probe(30_000, OPEN_FOR, 1).0);
+        assert!(!m.probe(30_001, OPEN_FOR, 1).0);
+        m.release_probe();
+        assert_eq!((m.state, m.ok), (CircuitState::HalfOpen, 0));
+        assert!(m.probe(30_002, OPEN_FOR, 1).0, "the slot is free again");
+        let mut closed = Machine::default();
+        closed.release_probe();
+        assert_eq!(closed, Machine::default());
     }
 
     #[test]

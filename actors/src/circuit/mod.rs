@@ -294,6 +294,18 @@ impl Handler<Probe> for CircuitBreaker {
     }
 }
 
+/// What one request to an upstream tells about that upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// It answered with a status that is not a failure.
+    Success,
+    /// Connect error, timeout, broken exchange or a failure status.
+    Failure,
+    /// Nothing about the upstream: the client failed the request (body too slow, too
+    /// large, cut off). Never charges a breaker; a probe slot it held is given back.
+    Neutral,
+}
+
 /// A probe request finished.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -302,8 +314,8 @@ pub struct ProbeResult {
     pub service: Arc<str>,
     /// The endpoint.
     pub endpoint: Arc<Endpoint>,
-    /// Whether it succeeded.
-    pub ok: bool,
+    /// What the probe showed (`Neutral`: it showed nothing; the slot is released).
+    pub outcome: CallOutcome,
 }
 
 impl Handler<ProbeResult> for CircuitBreaker {
@@ -314,12 +326,21 @@ impl Handler<ProbeResult> for CircuitBreaker {
         let Some(e) = self.entries.get_mut(&key) else { return };
         let now = now_unix_ms();
         let was = e.machine.state;
-        if e.machine.probe_result(msg.ok, now, e.open_for_ms(), e.spec.half_open_probes) {
-            e.clear();
-            log_transition(&key, was, e.machine.state);
-        }
+        let op = match msg.outcome {
+            CallOutcome::Neutral => {
+                e.machine.release_probe();
+                store::Op::ProbeRelease
+            }
+            outcome => {
+                let ok = outcome == CallOutcome::Success;
+                if e.machine.probe_result(ok, now, e.open_for_ms(), e.spec.half_open_probes) {
+                    e.clear();
+                    log_transition(&key, was, e.machine.state);
+                }
+                if ok { store::Op::ProbeOk } else { store::Op::ProbeFail }
+            }
+        };
         e.publish(&key, now, false);
-        let op = if msg.ok { store::Op::ProbeOk } else { store::Op::ProbeFail };
         self.remote(ctx, key, op);
     }
 }
@@ -494,12 +515,19 @@ impl Breakers {
         &self.0
     }
 
-    /// Records the outcome of a request to `endpoint`. Successes only touch atomics.
-    pub fn record(&self, service: &Arc<str>, endpoint: &Arc<Endpoint>, ok: bool, probe: bool) {
+    /// Records the outcome of a request to `endpoint` (`probe`: it was a half-open probe).
+    /// Successes only touch atomics; a `Neutral` outcome counts nothing and only gives a
+    /// probe slot back.
+    pub fn record(&self, service: &Arc<str>, endpoint: &Arc<Endpoint>, outcome: CallOutcome, probe: bool) {
         if probe {
-            self.0.do_send(ProbeResult { service: Arc::clone(service), endpoint: Arc::clone(endpoint), ok });
+            self.0.do_send(ProbeResult { service: Arc::clone(service), endpoint: Arc::clone(endpoint), outcome });
             return;
         }
+        let ok = match outcome {
+            CallOutcome::Neutral => return,
+            CallOutcome::Success => true,
+            CallOutcome::Failure => false,
+        };
         let consecutive = endpoint.circuit().record(ok);
         if !ok {
             self.0.do_send(Failure { service: Arc::clone(service), endpoint: Arc::clone(endpoint), consecutive });

@@ -16,6 +16,7 @@ pub(crate) enum Op {
     Probe,
     ProbeOk,
     ProbeFail,
+    ProbeRelease,
     Reset,
 }
 
@@ -26,6 +27,7 @@ impl Op {
             Self::Probe => "probe",
             Self::ProbeOk => "probe_ok",
             Self::ProbeFail => "probe_fail",
+            Self::ProbeRelease => "probe_release",
             Self::Reset => "reset",
         }
     }

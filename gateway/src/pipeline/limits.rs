@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::error::PayloadError;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
@@ -33,7 +33,11 @@ pub struct Limits {
 
 /// Refuses requests whose headers exceed the limits.
 pub fn check_headers(req: &HttpRequest, limits: &Limits) -> Result<(), GatewayError> {
-    let headers = req.headers();
+    check_header_map(req.headers(), limits)
+}
+
+/// `check_headers` over a header map (also used before `100 Continue`).
+pub fn check_header_map(headers: &HeaderMap, limits: &Limits) -> Result<(), GatewayError> {
     if headers.len() > limits.max_headers {
         return Err(GatewayError::HeadersTooLarge(format!(
             "{} headers sent; at most {} are accepted",
@@ -64,7 +68,11 @@ pub enum BodyKind {
 
 /// Classifies the body, refusing a declared length above `max_body` at once.
 pub fn body_kind(req: &HttpRequest, limits: &Limits) -> Result<BodyKind, GatewayError> {
-    let h = req.headers();
+    body_kind_of(req.headers(), limits)
+}
+
+/// `body_kind` over a header map (also used before `100 Continue`).
+pub fn body_kind_of(h: &HeaderMap, limits: &Limits) -> Result<BodyKind, GatewayError> {
     if h.get(header::TRANSFER_ENCODING).is_some() {
         return Ok(BodyKind::Chunked);
     }
@@ -106,8 +114,39 @@ impl BodyFault {
     }
 }
 
-/// Shared slot where a `LimitedBody` records a fault (single worker thread: `Rc<Cell>`).
-pub type FaultSlot = Rc<Cell<Option<BodyFault>>>;
+/// Shared slot where a `LimitedBody` records a fault, and when the body was complete
+/// (single worker thread: `Rc<Cell>`s). The proxy reads it to tell a client's fault from
+/// an upstream's, and to start the service timeout once the request is fully sent.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSlot(Rc<SlotCells>);
+
+#[derive(Debug, Default)]
+struct SlotCells {
+    fault: Cell<Option<BodyFault>>,
+    started: Cell<Option<Instant>>,
+    complete: Cell<Option<Instant>>,
+}
+
+impl FaultSlot {
+    /// The fault recorded, if any.
+    pub fn get(&self) -> Option<BodyFault> {
+        self.0.fault.get()
+    }
+
+    fn set(&self, fault: BodyFault) {
+        self.0.fault.set(Some(fault));
+    }
+
+    /// When the body was first asked for (the upload began), if it was.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.0.started.get()
+    }
+
+    /// When the client's body ended (all of it read), if it did.
+    pub fn complete_at(&self) -> Option<Instant> {
+        self.0.complete.get()
+    }
+}
 
 /// A request body stream with a byte limit and a deadline.
 pub struct LimitedBody<S> {
@@ -134,11 +173,14 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.fault.0.started.get().is_none() {
+            this.fault.0.started.set(Some(Instant::now()));
+        }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 let n = chunk.len() as u64;
                 if n > this.left {
-                    this.fault.set(Some(BodyFault::TooLarge));
+                    this.fault.set(BodyFault::TooLarge);
                     return Poll::Ready(Some(Err(PayloadError::Overflow)));
                 }
                 this.left -= n;
@@ -148,13 +190,17 @@ where
                 let deadline = this.deadline;
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.as_mut().poll(cx).is_ready() {
-                    this.fault.set(Some(BodyFault::TooSlow));
+                    this.fault.set(BodyFault::TooSlow);
                     return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "request body not received in time",
                     )))));
                 }
                 Poll::Pending
+            }
+            Poll::Ready(None) => {
+                this.fault.0.complete.set(Some(Instant::now()));
+                Poll::Ready(None)
             }
             other => other,
         }

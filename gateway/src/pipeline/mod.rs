@@ -6,6 +6,7 @@
 //! order: auth, rate limit, queue (`crate::queue`), cache.
 
 pub mod cache;
+pub mod expect;
 pub mod forwarded;
 pub mod limits;
 pub mod logout;
@@ -17,7 +18,8 @@ pub mod request_id;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, Uri};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::analytics::{Analytics, LimiterResult};
 use actors::auth::{AuthError, AuthView, Identity, UNKNOWN_KID};
@@ -194,6 +196,9 @@ async fn run(
     trace: &mut Trace,
 ) -> Result<HttpResponse, GatewayError> {
     limits::check_headers(req, &cx.limits)?;
+    if passed_through(req.headers(), &cx.node_id) {
+        return Err(GatewayError::LoopDetected(cx.node_id.to_string()));
+    }
     let path = normalize::path(req.path());
     let route = route(req, &path, &cx.routes)?;
     trace.service = Some(Arc::clone(&route.name));
@@ -276,24 +281,52 @@ async fn run(
     proxy::forward(forward, Some(payload), body, client, &mut trace.upstream).await
 }
 
+/// Whether `Via` names this node as a hop already (`1.1 <node-id>`, as the proxy adds
+/// it): the request went out through this node and came back. Each hop's `received-by`
+/// is compared whole, so `gw-1` is not found in `1.1 gw-10`. Requests without `Via` pay
+/// one header lookup.
+fn passed_through(headers: &HeaderMap, node_id: &str) -> bool {
+    headers.get_all(header::VIA).any(|v| via_names(v.as_bytes(), node_id.as_bytes()))
+}
+
+/// Whether one `Via` value lists `node` as a hop's `received-by`.
+fn via_names(value: &[u8], node: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|hop| {
+        let mut parts = hop.split(u8::is_ascii_whitespace).filter(|p| !p.is_empty());
+        parts.next().is_some() && parts.next() == Some(node)
+    })
+}
+
 /// Longest-prefix (then Host) match over the current route table.
 fn route(req: &HttpRequest, path: &str, routes: &RoutesView) -> Result<Arc<Route>, GatewayError> {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
+    route_head(req.headers(), req.uri(), path, routes)
+}
+
+fn route_head(headers: &HeaderMap, uri: &Uri, path: &str, routes: &RoutesView) -> Result<Arc<Route>, GatewayError> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.host());
     routes.load().find(path, host).cloned().ok_or_else(|| GatewayError::RouteNotFound(path.to_string()))
 }
 
 /// The service's `auth` step: the verified identity (`None` for `auth = none`), with
 /// revocations, disabled consumers and permissions applied.
 fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
-    let Some(identity) = identify(req, route, cx)? else {
+    authenticate_head(req.headers(), req.method(), route, cx)
+}
+
+/// `authenticate` over a request head (also used before `100 Continue`, see `expect`).
+fn authenticate_head(
+    headers: &HeaderMap,
+    method: &Method,
+    route: &Route,
+    cx: &Pipeline,
+) -> Result<Option<Identity>, GatewayError> {
+    let Some(identity) = identify_head(headers, route, cx)? else {
         return Ok(None);
     };
-    if !cx.auth.load().dir.permitted(&identity.consumer, &route.name, req.method().as_str()) {
+    if !cx.auth.load().dir.permitted(&identity.consumer, &route.name, method.as_str()) {
         return Err(GatewayError::Forbidden(format!(
             "consumer {:?} may not {} {}",
-            identity.consumer,
-            req.method(),
-            route.name
+            identity.consumer, method, route.name
         )));
     }
     Ok(Some(identity))
@@ -302,13 +335,17 @@ fn authenticate(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Optio
 /// Verifies the credentials `route`'s auth mode asks for (revocations and disabled
 /// consumers applied, permissions not): `None` for `auth = none`.
 pub(crate) fn identify(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
+    identify_head(req.headers(), route, cx)
+}
+
+fn identify_head(headers: &HeaderMap, route: &Route, cx: &Pipeline) -> Result<Option<Identity>, GatewayError> {
     if route.spec.auth == AuthMode::None {
         return Ok(None);
     }
     let unauthorized = GatewayError::Unauthorized;
     let auth = cx.auth.load();
-    let bearer = bearer_token(req);
-    let api_key = req.headers().get(&cx.api_key_header);
+    let bearer = bearer_of(headers);
+    let api_key = headers.get(&cx.api_key_header);
     let verify_jwt = |token: &str| {
         let jwt = auth.jwt.as_ref().ok_or(unauthorized(AuthError::InvalidToken("no JWT keys configured")))?;
         let id = jwt.verify(token).map_err(unauthorized)?;
@@ -325,9 +362,13 @@ pub(crate) fn identify(req: &HttpRequest, route: &Route, cx: &Pipeline) -> Resul
 
 /// `Authorization: Bearer <token>`, scheme case-insensitive.
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    bearer_of(req.headers())
+}
+
+fn bearer_of(headers: &HeaderMap) -> Option<&str> {
     // from_utf8 (vectorised) rather than to_str (a check per byte): tokens are long, and
     // anything but base64url fails verification anyway.
-    req.headers()
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|v| v.split_once(' '))
@@ -362,7 +403,19 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::static_value;
+    use super::{static_value, via_names};
+
+    #[test]
+    fn via_finds_this_node_as_a_whole_hop_only() {
+        assert!(via_names(b"1.1 gw-1", b"gw-1"));
+        assert!(via_names(b"1.0 proxy, 1.1 gw-1 (gateway)", b"gw-1"));
+        assert!(via_names(b"HTTP/1.1  gw-1,1.1 other", b"gw-1"));
+        assert!(!via_names(b"1.1 gw-10", b"gw-1"));
+        assert!(!via_names(b"1.1 xgw-1", b"gw-1"));
+        assert!(!via_names(b"1.1 gw-1x, 1.1 gw", b"gw-1"));
+        assert!(!via_names(b"gw-1", b"gw-1"), "a bare token is the protocol, not the hop");
+        assert!(!via_names(b"", b"gw-1"));
+    }
 
     #[test]
     fn static_values_keep_the_text_and_refuse_what_a_header_cannot_carry() {

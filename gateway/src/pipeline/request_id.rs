@@ -2,7 +2,7 @@
 //! otherwise generate a UUIDv7.
 
 use actix_web::HttpRequest;
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderMap, HeaderValue};
 
 use crate::names;
 
@@ -13,7 +13,12 @@ pub fn is_valid(id: &[u8]) -> bool {
 
 /// The request's id: the client's when valid, else a fresh UUIDv7.
 pub fn of(req: &HttpRequest) -> HeaderValue {
-    if let Some(v) = req.headers().get(&names::X_REQUEST_ID)
+    of_headers(req.headers())
+}
+
+/// `of` over a header map (requests refused before `100 Continue`).
+pub fn of_headers(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&names::X_REQUEST_ID)
         && is_valid(v.as_bytes())
     {
         return v.clone();

@@ -76,7 +76,8 @@ pub async fn send_job(
     };
     if let Some((b, spec)) = breaker {
         let ok = sent.as_ref().is_ok_and(|res| !spec.is_failure(res.status().as_u16()));
-        b.record(&route.name, &endpoint, ok, false);
+        let outcome = if ok { actors::circuit::CallOutcome::Success } else { actors::circuit::CallOutcome::Failure };
+        b.record(&route.name, &endpoint, outcome, false);
     }
     let mut res = match sent {
         Ok(res) => res,

@@ -6,28 +6,28 @@
 
 mod h1;
 mod headers;
+mod health;
 mod jobs;
+mod respond;
 
 pub use headers::append_via;
+pub use health::UpstreamProbe;
 pub use jobs::{buffer_body, endpoint_url, job_headers, send_job};
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BodyStream, SizedStream};
-use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::balancer::{Endpoint, InFlight};
-use actors::circuit::Breakers;
+use actors::circuit::{Breakers, CallOutcome};
 use actors::registry::Route;
 use actors::spec::Scheme;
 use awc::error::{ConnectError, SendRequestError};
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use crate::error::GatewayError;
 use crate::pipeline::forwarded::ClientAddr;
@@ -181,10 +181,8 @@ pub async fn forward(
             }
         }
     };
-    let attempts = match body {
-        Body::Stream(..) => 1,
-        _ => 1 + retries,
-    };
+    let streamed = matches!(body, Body::Stream(..));
+    let attempts = if streamed { 1 } else { 1 + retries };
     let timeout = fw.route.spec.timeout.get();
     let mut tried: Vec<Arc<str>> = Vec::new();
     let breaker = fw.breakers.zip(fw.route.spec.circuit_breaker.as_ref());
@@ -194,28 +192,35 @@ pub async fn forward(
         outcome.endpoint = Some(Arc::clone(&endpoint));
         outcome.attempts = attempt;
         let sent_at = Instant::now();
-        // The timeout runs until the response head arrives.
+        // The service timeout runs from the request fully sent until the response head;
+        // a streamed upload is the client's time (bounded by the request deadline).
+        let upload = streamed.then_some((&fault, deadline));
         let result = match endpoint.url.scheme() {
-            Scheme::Http => tokio::time::timeout(timeout, send_h1(&fw, &endpoint, &mut body)).await,
-            Scheme::Https => tokio::time::timeout(timeout, send_awc(&fw, &endpoint, &mut body, client)).await,
-        }
-        .unwrap_or(Err(Failure::Timeout));
+            Scheme::Http => within(send_h1(&fw, &endpoint, &mut body), timeout, upload).await,
+            Scheme::Https => within(send_awc(&fw, &endpoint, &mut body, client), timeout, upload).await,
+        };
         outcome.upstream_time = Some(sent_at.elapsed());
         outcome.sent_at = Some(sent_at);
         match result {
             Ok(answer) => {
                 if let Some((b, spec)) = breaker {
-                    b.record(&fw.route.name, &endpoint, !spec.is_failure(answer.status.as_u16()), probe);
+                    let outcome = if spec.is_failure(answer.status.as_u16()) {
+                        CallOutcome::Failure
+                    } else {
+                        CallOutcome::Success
+                    };
+                    b.record(&fw.route.name, &endpoint, outcome, probe);
                 }
-                return Ok(respond(answer, in_flight, method, fw.via));
+                return Ok(respond::respond(answer, in_flight, method, fw.via));
             }
             Err(e) => {
                 let client_fault = fault.get();
                 if client_fault.is_some() || e.is_request_body() {
                     // The client's fault (body too large, too slow, cut off or broken), not
-                    // the upstream's: no breaker failure, and a probe slot is given back.
-                    if probe && let Some((b, _)) = breaker {
-                        b.record(&fw.route.name, &endpoint, true, true);
+                    // the upstream's: no breaker failure, and a probe slot is given back
+                    // (never counted as a successful probe: the upstream never answered).
+                    if let Some((b, _)) = breaker {
+                        b.record(&fw.route.name, &endpoint, CallOutcome::Neutral, probe);
                     }
                     return Err(match client_fault {
                         Some(f) => f.into_error(fw.limits),
@@ -223,7 +228,7 @@ pub async fn forward(
                     });
                 }
                 if let Some((b, _)) = breaker {
-                    b.record(&fw.route.name, &endpoint, false, probe);
+                    b.record(&fw.route.name, &endpoint, CallOutcome::Failure, probe);
                 }
                 let retriable = e.is_connect();
                 let err = e.into_error(timeout, &endpoint);
@@ -241,6 +246,43 @@ pub async fn forward(
     Err(no_healthy_upstream(fw.route))
 }
 
+/// Runs one attempt under the service `timeout`. Without a streamed body (`upload` is
+/// `None`) the timeout covers the whole attempt. With one, it covers the upstream's time
+/// only — connecting and sending the head, then waiting for the answer once the body is
+/// complete — and not the upload: the client has until the request `deadline` for that
+/// (its body stream fails with 408 after it), and an upstream that stops reading the
+/// upload gets the service timeout past that deadline.
+async fn within<F>(
+    attempt: F,
+    timeout: Duration,
+    upload: Option<(&FaultSlot, tokio::time::Instant)>,
+) -> Result<Answer, Failure>
+where
+    F: std::future::Future<Output = Result<Answer, Failure>>,
+{
+    let Some((slot, deadline)) = upload else {
+        return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(Failure::Timeout));
+    };
+    let mut attempt = std::pin::pin!(attempt);
+    let start = tokio::time::Instant::now();
+    let mut until = start + timeout;
+    loop {
+        if let Ok(result) = tokio::time::timeout_at(until, attempt.as_mut()).await {
+            return result;
+        }
+        // Checked at least once per `timeout` while the upload runs.
+        let now = tokio::time::Instant::now();
+        until = match (slot.started_at(), slot.complete_at()) {
+            (Some(began), Some(done)) => done + timeout.saturating_sub(began.saturating_duration_since(start)),
+            (Some(_), None) => (now + timeout).min(deadline + timeout),
+            (None, _) => start + timeout,
+        };
+        if until <= now {
+            return Err(Failure::Timeout);
+        }
+    }
+}
+
 /// An upstream's answer, whichever client fetched it; headers already cleaned.
 struct Answer {
     status: StatusCode,
@@ -254,7 +296,8 @@ enum AnswerBody {
     Empty,
     Full(Bytes),
     H1(h1::ResponseBody),
-    Awc(awc::ClientResponse),
+    /// The response, and body bytes already taken from it (`first_bytes`).
+    Awc(awc::ClientResponse, Option<Bytes>),
 }
 
 /// Why one attempt failed.
@@ -262,13 +305,15 @@ enum Failure {
     Timeout,
     H1(h1::Error),
     Awc(SendRequestError),
+    /// The answer arrived but cannot be passed on (a status outside 100–599).
+    Invalid(&'static str),
 }
 
 impl Failure {
     /// Nothing reached the upstream: another endpoint may be tried.
     fn is_connect(&self) -> bool {
         match self {
-            Self::Timeout => false,
+            Self::Timeout | Self::Invalid(_) => false,
             Self::H1(e) => e.is_connect(),
             Self::Awc(e) => matches!(e, SendRequestError::Connect(_)),
         }
@@ -288,6 +333,9 @@ impl Failure {
                 GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {e}", ep.id))
             }
             Self::H1(e) => GatewayError::UpstreamUnavailable(format!("{} failed: {e}", ep.id)),
+            Self::Invalid(msg) => {
+                GatewayError::UpstreamUnavailable(format!("{} failed: invalid response: {msg}", ep.id))
+            }
             Self::Awc(e) => classify(e, timeout, ep),
         }
     }
@@ -352,6 +400,9 @@ async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc
     };
     let res = sending.await.map_err(Failure::Awc)?;
     let status = res.status();
+    if !(100..=599).contains(&status.as_u16()) {
+        return Err(Failure::Invalid("invalid status code"));
+    }
     // The upstream's header map becomes ours: no per-header copies.
     let mut headers = HeaderMap::new();
     let res = res.map_body(|head, payload| {
@@ -359,7 +410,24 @@ async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc
         payload
     });
     let length = headers::clean_response_headers(&mut headers, status);
-    Ok(Answer { status, headers, length, body: AnswerBody::Awc(res) })
+    let mut res = res;
+    let first = first_bytes(&mut res, ep)?;
+    Ok(Answer { status, headers, length, body: AnswerBody::Awc(res, first) })
+}
+
+/// Takes the body bytes that already arrived with the head. A body failing on its very
+/// first poll (a malformed first chunk size) would make actix-web drop the connection
+/// before the response head goes out — an empty reply; failing here makes it a 502.
+fn first_bytes(res: &mut awc::ClientResponse, ep: &Endpoint) -> Result<Option<Bytes>, Failure> {
+    match futures_util::FutureExt::now_or_never(res.next()) {
+        Some(Some(Err(e))) => {
+            tracing::warn!(endpoint = %ep.id, error = %e, "upstream body failed before its first byte");
+            Err(Failure::Invalid("malformed body"))
+        }
+        Some(Some(Ok(bytes))) => Ok(Some(bytes)),
+        // Complete (or not here yet): the stream says so when polled.
+        Some(None) | None => Ok(None),
+    }
 }
 
 /// The endpoint for the next attempt and whether it is a half-open probe. With a breaker,
@@ -443,61 +511,10 @@ fn classify(e: SendRequestError, timeout: Duration, ep: &Endpoint) -> GatewayErr
     }
 }
 
-/// Keeps an endpoint counted as busy until the response body has been sent.
-struct Tracked<S> {
-    inner: S,
-    _in_flight: InFlight,
-}
-
-impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Tracked<S> {
-    type Item = Result<Bytes, PayloadError>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
-    }
-}
-
-fn respond(answer: Answer, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse {
-    let Answer { status, mut headers, length, body } = answer;
-    headers::append_via(&mut headers, via);
-    let no_body = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let mut response = if no_body {
-        match length {
-            // HEAD: announce the length; the codec sends no body for HEAD.
-            Some(n) if *method == Method::HEAD => {
-                let empty = futures_util::stream::empty::<Result<Bytes, PayloadError>>();
-                HttpResponse::with_body(status, SizedStream::new(n, empty)).map_into_boxed_body()
-            }
-            _ => HttpResponse::with_body(status, actix_web::body::None::new()).map_into_boxed_body(),
-        }
-    } else {
-        match body {
-            AnswerBody::Empty => HttpResponse::with_body(status, Bytes::new()).map_into_boxed_body(),
-            // Complete already: the endpoint is no longer busy with it.
-            AnswerBody::Full(b) => HttpResponse::with_body(status, b).map_into_boxed_body(),
-            AnswerBody::H1(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
-            AnswerBody::Awc(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
-        }
-    };
-    *response.headers_mut() = headers;
-    response
-}
-
-fn streamed<S>(status: StatusCode, length: Option<u64>, body: S) -> HttpResponse
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    match length {
-        Some(n) => HttpResponse::with_body(status, SizedStream::new(n, body)).map_into_boxed_body(),
-        None => HttpResponse::with_body(status, BodyStream::new(body)).map_into_boxed_body(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::error::PayloadError;
 
     #[test]
     fn targets_join_the_base_path_path_and_query() {

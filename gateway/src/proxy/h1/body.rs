@@ -37,6 +37,8 @@ pub struct ResponseBody {
     // Armed (or re-armed) when a read has to wait: bodies that arrive at once never pay.
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// Body bytes decoded before the stream was handed over (`decode_buffered`).
+    first: Option<Bytes>,
 }
 
 impl ResponseBody {
@@ -48,7 +50,21 @@ impl ResponseBody {
             BodyFraming::None => Left::Length(0),
             BodyFraming::UntilClose => Left::UntilClose,
         };
-        Self { conn: Some(conn), left, keep_alive, idle: None, timer: None, waiting: false }
+        Self { conn: Some(conn), left, keep_alive, idle: None, timer: None, waiting: false, first: None }
+    }
+
+    /// Decodes the first item of a chunked body from what already arrived with the head,
+    /// so a malformed chunk size is an error of the exchange, not of the body stream.
+    pub(super) fn decode_buffered(&mut self) -> Result<(), &'static str> {
+        let (Some(conn), Left::Chunked(decoder)) = (self.conn.as_mut(), &mut self.left) else { return Ok(()) };
+        if conn.buf.is_empty() {
+            return Ok(());
+        }
+        // `End` leaves the decoder done: the next poll finishes the body.
+        if let Step::Data(data) = decoder.step(&mut conn.buf)? {
+            self.first = Some(data);
+        }
+        Ok(())
     }
 
     /// Fails the body when the upstream sends nothing for `idle`.
@@ -104,6 +120,9 @@ impl Stream for ResponseBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(data) = this.first.take() {
+            return Poll::Ready(Some(Ok(data)));
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
             match &mut this.left {

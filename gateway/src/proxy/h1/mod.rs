@@ -320,12 +320,16 @@ async fn read_response(mut conn: Conn, method: &Method) -> Result<Response, Erro
             && (scanned == 0 || head_complete(&conn.buf, scanned))
             && let Some((len, parsed)) = parse_head(&conn.buf, method)?
         {
+            // The limit holds however the head arrived (one read may bring all of it).
+            if len > MAX_HEAD {
+                return Err(Error::Invalid("response head too large"));
+            }
             let head = conn.buf.split_to(len).freeze();
             if parsed.status.is_informational() {
                 scanned = 0;
                 continue;
             }
-            return Ok(parsed.into_response(&head, conn));
+            return parsed.into_response(&head, conn);
         }
         scanned = conn.buf.len();
         if scanned > MAX_HEAD {
@@ -381,7 +385,12 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
         Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("too many response headers")),
         Err(_) => return Err(Error::Invalid("malformed response head")),
     };
-    let status = res.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or(Error::Invalid("invalid status code"))?;
+    // RFC 9110 §15: 100–599 (`StatusCode` alone would take anything up to 999).
+    let status = res
+        .code
+        .filter(|c| (100..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(Error::Invalid("invalid status code"))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
         // Upgrade is never forwarded, so no switch was asked for.
         return Err(Error::Invalid("unexpected protocol switch"));
@@ -472,7 +481,10 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 }
 
 impl Parsed {
-    fn into_response(self, head: &Bytes, mut conn: Conn) -> Response {
+    /// The response over `conn`; a chunked body whose first bytes are already here is
+    /// decoded at once, so a malformed start fails the exchange (a 502) before any
+    /// response head goes to the client.
+    fn into_response(self, head: &Bytes, mut conn: Conn) -> Result<Response, Error> {
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         for (name, range) in self.headers {
             // httparse checked the value bytes; an invalid one is dropped.
@@ -494,9 +506,13 @@ impl Parsed {
                 }
                 Body::Full(full)
             }
-            framing => Body::Stream(ResponseBody::new(conn, framing, self.keep_alive)),
+            framing => {
+                let mut body = ResponseBody::new(conn, framing, self.keep_alive);
+                body.decode_buffered().map_err(Error::Invalid)?;
+                Body::Stream(body)
+            }
         };
-        Response { status: self.status, headers, length: self.length, body }
+        Ok(Response { status: self.status, headers, length: self.length, body })
     }
 }
 

@@ -227,6 +227,9 @@ async fn malformed_or_missing_answers_are_errors() {
         (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", "conflicting"),
         (b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n", "protocol switch"),
+        (b"HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n", "invalid status code"),
+        (b"HTTP/1.1 999 Odd\r\ncontent-length: 0\r\n\r\n", "invalid status code"),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", "invalid chunk size"),
     ] {
         let up = upstream(vec![reply(wire)]).await;
         let err = get(&endpoint(up.port, ""), Method::GET).await.err().unwrap();
@@ -385,4 +388,30 @@ async fn an_answer_sent_before_the_upload_ends_stops_the_upload_and_is_returned(
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body_of(res).await, b"big!");
     assert_eq!(pool::idle_count(&ep.origin), 0, "a connection with half a request on it is never reused");
+}
+
+#[tokio::test]
+async fn a_complete_head_above_the_limit_is_refused_even_in_one_read() {
+    let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+    while wire.len() <= MAX_HEAD {
+        wire.extend_from_slice(format!("x-f{}: {}\r\n", wire.len(), "x".repeat(1000)).as_bytes());
+    }
+    wire.extend_from_slice(b"content-length: 0\r\n\r\n");
+    let up = upstream(vec![reply(wire.leak())]).await;
+    let err = get(&endpoint(up.port, ""), Method::GET).await.err().unwrap();
+    assert!(err.to_string().contains("too large"), "{err}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_that_came_with_the_head_streams_from_its_first_chunk() {
+    let up =
+        upstream(vec![reply(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")])
+            .await;
+    let ep = endpoint(up.port, "");
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"abcde");
+    let up = upstream(vec![reply(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"), reply(OK)]).await;
+    let ep = endpoint(up.port, "");
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"");
+    assert_eq!(body_of(get(&ep, Method::GET).await.unwrap()).await, b"ok");
+    assert_eq!(*up.accepted.lock().unwrap(), 1, "an empty chunked body leaves the connection reusable");
 }
