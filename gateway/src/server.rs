@@ -229,6 +229,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
 
     let admin_state = web::Data::new(AdminState {
         token: config.admin.token.clone(),
+        listen: n.admin_listen,
         metrics,
         registry,
         membership: membership.clone(),
@@ -249,6 +250,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         let health = health.clone();
         HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(admin::host_check))
                 .app_data(admin_state.clone())
                 .app_data(health.clone())
                 .route("/health", web::get().to(health::health))

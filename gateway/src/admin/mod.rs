@@ -9,6 +9,7 @@ mod consumers;
 mod dashboard;
 mod error;
 mod events;
+mod guard;
 mod instances;
 mod json;
 mod nodes;
@@ -32,6 +33,7 @@ use actors::registry::ServiceRegistry;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::AdminError;
+pub use guard::host_check;
 
 use crate::config::Secret;
 use crate::error::json_error;
@@ -46,6 +48,8 @@ const MAX_ADMIN_BODY: usize = 1024 * 1024;
 pub struct AdminState {
     /// Bearer token; `None` only on a loopback listener.
     pub token: Option<Secret>,
+    /// The admin listen address (a token-less listener answers only its IP or `localhost`).
+    pub listen: std::net::SocketAddr,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// The registry.
@@ -143,6 +147,12 @@ async fn require_token(
         res.headers_mut()
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"gateway-admin\""));
         return Ok(ServiceResponse::new(http, res));
+    }
+    // Without a token the browser checks stand in for it (see `guard`).
+    let tokenless = req.app_data::<web::Data<AdminState>>().is_none_or(|s| s.token.is_none());
+    if let Err(refusal) = guard::check_api(req.headers(), tokenless) {
+        let (http, _) = req.into_parts();
+        return Ok(ServiceResponse::new(http, guard::refuse(&refusal, &id)));
     }
     let mut res = next.call(req).await?.map_into_boxed_body();
     // Errors carry the request's id in body and header; successes in the header.
