@@ -149,6 +149,12 @@ fn every_kind_of_bad_token_is_refused_with_the_right_code() {
     assert_eq!(code(&with(json!({"iss": "https://evil.example"}))), "invalid_token");
     assert_eq!(code(&with(json!({"aud": "other"}))), "invalid_token");
     assert_eq!(code(&with(json!({"exp": null}))), "invalid_token");
+    assert_eq!(code(&with(json!({"aud": null}))), "invalid_token", "missing aud with an audience configured");
+    assert_eq!(code(&with(json!({"iss": null}))), "invalid_token", "missing iss with an issuer configured");
+    let mut crit = Header::new(Algorithm::HS256);
+    crit.kid = Some("k".into());
+    crit.crit = Some(vec!["exp".into()]);
+    assert_eq!(code(&encode(&crit, &claims(), &key).expect("sign")), "invalid_token", "crit");
     let good = with(json!({}));
     let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
     parts[2] = sign(Algorithm::HS256, Some("k"), &EncodingKey::from_secret(b"other"), &claims())
@@ -207,7 +213,12 @@ fn a_verified_token_is_remembered_but_still_expires_and_a_new_key_set_forgets_it
     assert!(v.verify(&tampered).is_err());
     // Expiry is checked on every use, remembered or not (leeway 5 s).
     // Expired 3 s ago: still inside the leeway now, outside it 3.5 s later (whole seconds).
-    let short = sign(Algorithm::HS256, Some("k1"), &key, &json!({"sub": "bob", "exp": now() - 3}));
+    let short = sign(
+        Algorithm::HS256,
+        Some("k1"),
+        &key,
+        &json!({"sub": "bob", "iss": "https://issuer.example", "aud": "api", "exp": now() - 3}),
+    );
     assert!(v.verify(&short).is_ok());
     std::thread::sleep(std::time::Duration::from_millis(3_500));
     assert_eq!(v.verify(&short), Err(AuthError::TokenExpired));

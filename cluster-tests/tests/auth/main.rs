@@ -5,7 +5,7 @@ use cluster_tests::{GatewayProcess, MockUpstream, client};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp as now};
 use serde_json::{Value, json};
 
-const SECRET: &str = "black-box-secret";
+const SECRET: &str = "black-box-secret-of-at-least-32-bytes";
 
 fn gateway(up: &MockUpstream) -> GatewayProcess {
     GatewayProcess::start(&format!(

@@ -766,6 +766,9 @@ fn validate_telemetry(t: &TelemetryConfig) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Shortest accepted HMAC secret: as long as the SHA-256 output (RFC 7518 §3.2).
+const MIN_HMAC_SECRET: usize = 32;
+
 const JWT_ALGORITHMS: [&str; 12] =
     ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
@@ -791,6 +794,14 @@ fn validate_jwt(jwt: &JwtConfig) -> Result<(), FieldError> {
     for (i, k) in jwt.keys.iter().enumerate() {
         let at = format!("auth.jwt.keys[{i}]");
         match (&k.secret, &k.public_key_pem) {
+            (Some(secret), None) if secret.expose().len() < MIN_HMAC_SECRET => {
+                return Err(FieldError::new(
+                    format!("{at}.secret"),
+                    format!(
+                        "an HMAC secret must be at least {MIN_HMAC_SECRET} bytes (RFC 7518 §3.2); generate one with `openssl rand -hex 32`"
+                    ),
+                ));
+            }
             (Some(_), None) | (None, Some(_)) => {}
             _ => return Err(FieldError::new(at, "give exactly one of secret or public_key_pem")),
         }

@@ -28,7 +28,7 @@ issuer = "https://issuer.example"
 audience = ["api"]
 [[auth.jwt.keys]]
 kid = "2026-11"
-secret = "s3cr3t"
+secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"
 
 [rate_limit.policies.default]
 algorithm = "sliding_window"
