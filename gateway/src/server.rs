@@ -236,6 +236,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         policies: config.rate_limit.policies.keys().cloned().collect(),
         rate_limiter: rate_limiter.start(),
         jwt_configured: config.auth.jwt.is_some(),
+        jwt_issuer: config.auth.jwt.as_ref().and_then(|j| j.issuer.clone()),
         events,
         registry_store,
         auth: auth_guard,

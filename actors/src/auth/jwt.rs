@@ -9,7 +9,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{AuthError, Identity};
+use super::{AuthError, Identity, TokenRef};
 
 /// Largest accepted token.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -282,13 +282,26 @@ impl JwtVerifier {
         let claims = data.claims;
         let sub = claims.sub.filter(|s| !s.is_empty()).ok_or(AuthError::InvalidToken("token has no sub"))?;
         let tier = claims.extra.get(&self.role_claim).and_then(|v| v.as_str()).map(str::to_string);
-        Ok(Identity { consumer: sub, tier, jti: claims.jti, exp: claims.exp, iat: claims.iat })
+        // Revocation by `jti` is scoped to issuer + subject: another user's token may reuse it.
+        let token_ref = Some(match &claims.jti {
+            Some(jti) => {
+                let iss = match &claims.iss {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                TokenRef::of_jti(&iss, &sub, jti)
+            }
+            None => TokenRef::of_token(token.as_bytes()),
+        });
+        Ok(Identity { consumer: sub, tier, jti: claims.jti, exp: claims.exp, iat: claims.iat, token_ref })
     }
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    iss: Option<serde_json::Value>,
     jti: Option<String>,
     exp: Option<u64>,
     iat: Option<u64>,

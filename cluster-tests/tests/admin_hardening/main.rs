@@ -4,6 +4,7 @@
 
 mod admin_guard;
 mod jwt;
+mod revocation;
 
 use std::process::Command;
 

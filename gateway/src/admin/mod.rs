@@ -76,6 +76,8 @@ pub struct AdminState {
     pub circuits: Addr<actors::circuit::CircuitBreaker>,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
+    /// `[auth.jwt] issuer`: the default `iss` of an admin revocation by `jti`.
+    pub jwt_issuer: Option<String>,
     /// The job queues (counts, dead letters, retry).
     pub queues: actors::queue::Queues,
     /// Usage analytics (reports).
