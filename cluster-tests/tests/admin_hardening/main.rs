@@ -5,6 +5,7 @@
 mod admin_guard;
 mod jwt;
 mod revocation;
+mod validation;
 
 use std::process::Command;
 

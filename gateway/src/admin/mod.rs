@@ -87,6 +87,7 @@ pub struct AdminState {
 /// Mounts every admin route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(&e).into()))
         .route("/metrics", web::get().to(metrics))
         // A static page without secrets: it asks the operator for the token itself.
         .route("/admin/dashboard", web::get().to(dashboard::page))
@@ -164,6 +165,17 @@ async fn require_token(
     }
     res.headers_mut().insert(crate::names::X_REQUEST_ID.clone(), id);
     Ok(res)
+}
+
+/// A query string that does not fit its handler: `400 validation_failed` naming the
+/// parameter when serde names it, else `query`.
+fn query_error(e: &actix_web::error::QueryPayloadError) -> AdminError {
+    let message = match e {
+        actix_web::error::QueryPayloadError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    let field = crate::config::error_field("", &message);
+    AdminError::validation(if field.is_empty() { "query".into() } else { field }, format!("invalid query: {message}"))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, AdminError> {

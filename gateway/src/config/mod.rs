@@ -852,15 +852,20 @@ impl JwtConfig {
 }
 
 /// The field a deserialization error is about: serde's path, completed with the name of
-/// an unknown field when the path stops at its parent. Empty for the document root.
+/// an unknown or missing field when the path stops at its parent. Empty for the document
+/// root.
 pub fn error_field(path: &str, message: &str) -> String {
     let path = if path == "." { "" } else { path };
-    match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-        Some(unknown) if !path.ends_with(unknown) => {
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|m| m.split('`').next());
+    match named {
+        Some(name) if !path.ends_with(name) => {
             if path.is_empty() {
-                unknown.to_string()
+                name.to_string()
             } else {
-                format!("{path}.{unknown}")
+                format!("{path}.{name}")
             }
         }
         _ => path.to_string(),
