@@ -57,7 +57,7 @@ impl HealthChecker {
                     continue;
                 }
                 probe.in_flight = true;
-                probe.next = Some(now + hc.interval.get());
+                probe.next = Some(crate::units::deadline_after(now, hc.interval.get()));
                 let target = (ep.url.scheme(), ep.url.authority().to_string(), ep.url.host().to_string());
                 let path = format!("{}{}", ep.url.base_path(), hc.path);
                 let timeout = hc.timeout.get();

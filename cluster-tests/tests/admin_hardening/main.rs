@@ -3,6 +3,7 @@
 //! issuer + subject, validation errors that name the field, and bounded durations/sizes.
 
 mod admin_guard;
+mod bounds;
 mod jwt;
 mod revocation;
 mod validation;

@@ -2,6 +2,7 @@
 //! environment variables, secrets resolved, then validated across fields. Every error
 //! names the field and, when it comes from the file, the line.
 
+mod bounds;
 mod locate;
 mod secret;
 
@@ -591,6 +592,7 @@ impl Config {
                 format!("required because node.admin_listen {} is not a loopback address", n.admin_listen),
             ));
         }
+        bounds::check(&self)?;
         if let Some(r) = &self.redis {
             validate_redis(r)?;
         }
