@@ -1,5 +1,7 @@
 //! The admin listener: `/health`, `/ready`, `/metrics` and the static `/admin/dashboard`
-//! page without a token; everything else under `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
+//! page without a token; everything else under `/admin` behind the bearer token
+//! (compared in constant time). Without a token, `guard` keeps web pages out (`Host`,
+//! `Origin`, `Sec-Fetch-Site`); bodies must be JSON either way. JSON in and out; errors
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
 mod analytics;
