@@ -233,7 +233,7 @@ EOF
   wait_http "http://127.0.0.1:$NGINX_PORT/" nginx "$!"
 fi
 
-JWT_SECRET=bench-$(date +%s)-$RANDOM
+JWT_SECRET=bench-$(date +%s)-$RANDOM-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 # An HS256 token for the JWT scenarios, signed with the standard library only.
 BENCH_TOKEN=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
 import base64, hashlib, hmac, json, os, time

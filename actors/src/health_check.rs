@@ -85,7 +85,7 @@ impl HealthChecker {
                     continue;
                 }
                 probe.in_flight = true;
-                probe.next = Some(now + hc.interval.get());
+                probe.next = Some(crate::units::deadline_after(now, hc.interval.get()));
                 let timeout = hc.timeout.get();
                 // Bounded here too, whatever the client does.
                 let check = tokio::time::timeout(timeout, self.client.check(Arc::clone(ep), hc.path.clone(), timeout));

@@ -8,6 +8,51 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+/// Upper bounds of durations and sizes (the table is in ARCHITECTURE.md, "Bounds").
+/// Parsing refuses anything above `MAX_DURATION` / `MAX_SIZE`, so no configured or
+/// admin-given value can overflow an `Instant` or a millisecond counter; fields with a
+/// tighter meaning are checked against the narrower bounds during validation.
+pub mod bounds {
+    use std::time::Duration;
+
+    /// Longest duration anywhere (lifetimes: cache TTLs, retention, rate-limit windows).
+    pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+    /// Longest timeout (request, upstream, health check, queue wait and lease, grace).
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Longest period (refresh and check intervals, breaker windows, instance TTLs).
+    pub const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
+    /// Longest Redis connect / command timeout.
+    pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Largest size anywhere (the L1 cache capacity).
+    pub const MAX_SIZE: u64 = 64 * 1024 * 1024 * 1024;
+    /// Largest body-like size (request body, cached object, compression threshold).
+    pub const MAX_BODY: u64 = 1024 * 1024 * 1024;
+    /// Largest header block.
+    pub const MAX_HEADER_BYTES: u64 = 1024 * 1024;
+}
+
+/// `Err` naming `field` when `value` is above `max`.
+pub fn at_most(field: &str, value: Duration, max: Duration) -> Result<(), crate::spec::FieldError> {
+    if value > max {
+        return Err(crate::spec::FieldError::new(field, format!("must be at most {}", HumanDuration(max))));
+    }
+    Ok(())
+}
+
+/// `Err` naming `field` when `value` is above `max` bytes.
+pub fn size_at_most(field: &str, value: ByteSize, max: u64) -> Result<(), crate::spec::FieldError> {
+    if value.bytes() > max {
+        return Err(crate::spec::FieldError::new(field, format!("must be at most {}", ByteSize(max))));
+    }
+    Ok(())
+}
+
+/// `start + d`, or `start` plus about 30 years when that overflows: never panics.
+pub fn deadline_after(start: std::time::Instant, d: Duration) -> std::time::Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    start.checked_add(d).or_else(|| start.checked_add(FAR)).unwrap_or(start)
+}
+
 /// A duration written as a human string (`"250ms"`, `"30s"`, `"1m"`, `"1h 30m"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
@@ -34,9 +79,12 @@ impl FromStr for HumanDuration {
         if t.is_empty() {
             return Err("empty duration".into());
         }
-        humantime::parse_duration(t)
-            .map(HumanDuration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\""))
+        let d = humantime::parse_duration(t)
+            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"500ms\", \"30s\", \"5m\""))?;
+        if d > bounds::MAX_DURATION {
+            return Err(format!("duration {s:?} is too long: at most 365 days"));
+        }
+        Ok(HumanDuration(d))
     }
 }
 
@@ -91,6 +139,13 @@ impl ByteSize {
     pub const fn bytes(self) -> u64 {
         self.0
     }
+    /// `n` bytes, refused above `bounds::MAX_SIZE`.
+    pub fn bounded(n: u64) -> Result<Self, String> {
+        if n > bounds::MAX_SIZE {
+            return Err(format!("size {n} is too large: at most {}", ByteSize(bounds::MAX_SIZE)));
+        }
+        Ok(Self(n))
+    }
     /// The number of bytes as `usize`, saturating on 32-bit targets.
     pub fn as_usize(self) -> usize {
         usize::try_from(self.0).unwrap_or(usize::MAX)
@@ -115,7 +170,8 @@ impl FromStr for ByteSize {
             "gib" | "gi" => 1024 * 1024 * 1024,
             _ => return Err(bad()),
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(bad)
+        let n = n.checked_mul(mult).ok_or_else(bad)?;
+        ByteSize::bounded(n)
     }
 }
 
@@ -151,10 +207,11 @@ impl<'de> Deserialize<'de> for ByteSize {
                 f.write_str("a size such as \"10MiB\" or a number of bytes")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
+                ByteSize::bounded(v).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("size must not be negative"))
+                let v = u64::try_from(v).map_err(|_| E::custom("size must not be negative"))?;
+                ByteSize::bounded(v).map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 v.parse().map_err(E::custom)
@@ -180,6 +237,16 @@ mod tests {
     }
 
     #[test]
+    fn durations_above_a_year_are_refused_and_deadlines_never_overflow() {
+        assert!("10000000000000000000s".parse::<HumanDuration>().is_err());
+        assert!("366d".parse::<HumanDuration>().is_err());
+        assert_eq!("365d".parse::<HumanDuration>().map(|d| d.0), Ok(bounds::MAX_DURATION));
+        let now = std::time::Instant::now();
+        assert!(deadline_after(now, Duration::MAX) > now);
+        assert_eq!(deadline_after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+    }
+
+    #[test]
     fn sizes_accept_binary_and_decimal_units() {
         assert_eq!("10MiB".parse::<ByteSize>(), Ok(ByteSize(10 * 1024 * 1024)));
         assert_eq!("32KiB".parse::<ByteSize>(), Ok(ByteSize(32 * 1024)));
@@ -188,6 +255,8 @@ mod tests {
         assert!("ten".parse::<ByteSize>().is_err());
         assert!("10XB".parse::<ByteSize>().is_err());
         assert!("99999999999999999999GiB".parse::<ByteSize>().is_err());
+        assert!("65GiB".parse::<ByteSize>().is_err(), "above MAX_SIZE");
+        assert_eq!("64GiB".parse::<ByteSize>(), Ok(ByteSize(bounds::MAX_SIZE)));
         assert_eq!(ByteSize::mib(10).to_string(), "10MiB");
     }
 }

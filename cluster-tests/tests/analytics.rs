@@ -11,7 +11,7 @@ use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client, eventually}
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp as now};
 use serde_json::{Value, json};
 
-const SECRET: &str = "analytics-secret";
+const SECRET: &str = "analytics-secret-of-at-least-32-bytes";
 const ADMIN: &str = "admin-t0ken-for-tests";
 
 /// Services: `plain` (no auth), `shop` (JWT, 3 requests per consumer), `cat` (cached).

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 fn node(redis: &TestRedis, id: &str, up: &MockUpstream) -> GatewayProcess {
     GatewayProcess::start(&format!(
-        "[node]\nid = \"{id}\"\nworkers = 1\n[log]\naccess_log = false\n[redis]\nurl = \"{}\"\n[auth.jwt]\nalgorithms = [\"HS256\"]\n[[auth.jwt.keys]]\nkid = \"k\"\nsecret = \"cluster-secret\"\n[[services]]\nname = \"secure\"\nauth = \"any\"\nendpoints = [\"{}\"]\n",
+        "[node]\nid = \"{id}\"\nworkers = 1\n[log]\naccess_log = false\n[redis]\nurl = \"{}\"\n[auth.jwt]\nalgorithms = [\"HS256\"]\n[[auth.jwt.keys]]\nkid = \"k\"\nsecret = \"cluster-secret-of-at-least-32-bytes\"\n[[services]]\nname = \"secure\"\nauth = \"any\"\nendpoints = [\"{}\"]\n",
         redis.url(),
         up.url()
     ))
@@ -18,7 +18,7 @@ fn token(jti: &str) -> String {
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("k".into());
     let claims = json!({"sub": "carol", "jti": jti, "iat": now(), "exp": now() + 600});
-    encode(&h, &claims, &EncodingKey::from_secret(b"cluster-secret")).unwrap()
+    encode(&h, &claims, &EncodingKey::from_secret(b"cluster-secret-of-at-least-32-bytes")).unwrap()
 }
 
 async fn status(gw: &GatewayProcess, token: &str) -> u16 {

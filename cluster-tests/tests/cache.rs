@@ -9,7 +9,7 @@ use cluster_tests::{GatewayProcess, MockUpstream, TestRedis, client, eventually}
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp as now};
 use serde_json::json;
 
-const SECRET: &str = "cache-secret";
+const SECRET: &str = "cache-secret-of-at-least-32-bytes";
 
 /// Services `c` (shared cache, ttl fallback none) and `priv` (JWT, consumer scope).
 fn config(up: &MockUpstream, redis: Option<&TestRedis>, extra: &str) -> String {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 fn config(redis: &str, up: &MockUpstream, bad: &MockUpstream) -> String {
     format!(
         "[node]\nworkers = 1\n[log]\naccess_log = false\n{redis}\n\
-         [auth.jwt]\nalgorithms = [\"HS256\"]\n[[auth.jwt.keys]]\nkid = \"k\"\nsecret = \"modes-secret\"\n\
+         [auth.jwt]\nalgorithms = [\"HS256\"]\n[[auth.jwt.keys]]\nkid = \"k\"\nsecret = \"modes-secret-of-at-least-32-bytes\"\n\
          [rate_limit.policies.log20]\nalgorithm = \"sliding_log\"\nlimit = 20\nwindow = \"1h\"\nkey = \"route\"\nfailure_mode = \"closed\"\n\
          [rate_limit.policies.route10]\nalgorithm = \"fixed_window\"\nlimit = 10\nwindow = \"1h\"\nkey = \"route\"\nfailure_mode = \"closed\"\n\
          [rate_limit.policies.ip1000]\nalgorithm = \"gcra\"\nlimit = 1000\nwindow = \"1h\"\nkey = \"ip\"\nfailure_mode = \"closed\"\n\
@@ -37,7 +37,7 @@ fn token(jti: &str) -> String {
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("k".into());
     let claims = json!({"sub": "dana", "jti": jti, "iat": now(), "exp": now() + 600});
-    encode(&h, &claims, &EncodingKey::from_secret(b"modes-secret")).expect("HS256 signs")
+    encode(&h, &claims, &EncodingKey::from_secret(b"modes-secret-of-at-least-32-bytes")).expect("HS256 signs")
 }
 
 async fn status(url: &str, bearer: Option<&str>) -> u16 {

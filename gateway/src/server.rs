@@ -222,12 +222,14 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
 
     let admin_state = web::Data::new(AdminState {
         token: config.admin.token.clone(),
+        listen: n.admin_listen,
         metrics,
         registry,
         membership: membership.clone(),
         policies: config.rate_limit.policies.keys().cloned().collect(),
         rate_limiter: rate_limiter.start(),
         jwt_configured: config.auth.jwt.is_some(),
+        jwt_issuer: config.auth.jwt.as_ref().and_then(|j| j.issuer.clone()),
         events,
         registry_store,
         auth: auth_guard,
@@ -242,6 +244,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         let health = health.clone();
         HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(admin::host_check))
+                // Outermost: every answer, the host check's refusals included, gets an id.
                 .wrap(actix_web::middleware::from_fn(admin::stamp))
                 .app_data(admin_state.clone())
                 .app_data(health.clone())

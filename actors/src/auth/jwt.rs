@@ -1,7 +1,7 @@
 //! JWT verification: keys selected by `kid` (several at once = rotation), algorithms
 //! from config only (never `none`, never an HMAC secret for an asymmetric token), `exp`
-//! required, `nbf` / `iss` / `aud` checked with leeway, tokens over 8 KiB refused before
-//! parsing.
+//! required (and `iss` / `aud` when configured), `nbf` checked with leeway, any `crit`
+//! header refused, tokens over 8 KiB refused before parsing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{AuthError, Identity};
+use super::{AuthError, Identity, TokenRef};
 
 /// Largest accepted token.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -174,15 +174,20 @@ impl JwtVerifier {
                 v.leeway = s.leeway_secs;
                 v.validate_exp = true;
                 v.validate_nbf = true;
+                // A configured issuer or audience is required, not only checked when present.
                 v.required_spec_claims = HashSet::from(["exp".to_string()]);
                 match &s.issuer {
-                    Some(iss) => v.set_issuer(&[iss]),
+                    Some(iss) => {
+                        v.set_issuer(&[iss]);
+                        v.required_spec_claims.insert("iss".into());
+                    }
                     None => v.iss = None,
                 }
                 if s.audience.is_empty() {
                     v.validate_aud = false;
                 } else {
                     v.set_audience(&s.audience);
+                    v.required_spec_claims.insert("aud".into());
                 }
                 (*alg, Arc::new(v))
             })
@@ -249,6 +254,11 @@ impl JwtVerifier {
 
     fn verify_fully(&self, token: &str) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
+        // RFC 7515 §4.1.11: a `crit` extension the recipient does not understand makes the
+        // token invalid; this node understands none.
+        if header.crit.is_some() {
+            return Err(AuthError::InvalidToken("unsupported critical header"));
+        }
         let Some((_, v)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err(AuthError::InvalidToken("algorithm not accepted"));
         };
@@ -261,20 +271,37 @@ impl JwtVerifier {
                 ErrorKind::InvalidIssuer => AuthError::InvalidToken("wrong issuer"),
                 ErrorKind::InvalidAudience => AuthError::InvalidToken("wrong audience"),
                 ErrorKind::InvalidSignature => AuthError::InvalidToken("bad signature"),
-                ErrorKind::MissingRequiredClaim(_) => AuthError::InvalidToken("missing exp"),
+                ErrorKind::MissingRequiredClaim(c) => AuthError::InvalidToken(match c.as_str() {
+                    "aud" => "missing aud",
+                    "iss" => "missing iss",
+                    _ => "missing exp",
+                }),
                 _ => AuthError::InvalidToken("invalid token"),
             }
         })?;
         let claims = data.claims;
         let sub = claims.sub.filter(|s| !s.is_empty()).ok_or(AuthError::InvalidToken("token has no sub"))?;
         let tier = claims.extra.get(&self.role_claim).and_then(|v| v.as_str()).map(str::to_string);
-        Ok(Identity { consumer: sub, tier, jti: claims.jti, exp: claims.exp, iat: claims.iat })
+        // Revocation by `jti` is scoped to issuer + subject: another user's token may reuse it.
+        let token_ref = Some(match &claims.jti {
+            Some(jti) => {
+                let iss = match &claims.iss {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                TokenRef::of_jti(&iss, &sub, jti)
+            }
+            None => TokenRef::of_token(token.as_bytes()),
+        });
+        Ok(Identity { consumer: sub, tier, jti: claims.jti, exp: claims.exp, iat: claims.iat, token_ref })
     }
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    iss: Option<serde_json::Value>,
     jti: Option<String>,
     exp: Option<u64>,
     iat: Option<u64>,

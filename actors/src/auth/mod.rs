@@ -13,7 +13,7 @@ use actix::prelude::*;
 pub use jwt::{
     JwtSettings, JwtVerifier, Key, KeyError, KeyMaterial, KeySpec, MAX_TOKEN_BYTES, UNKNOWN_KID, parse_jwks,
 };
-pub use model::{Consumer, Directory, KeyRecord, Permissions, Revocation, key_digest, new_api_key};
+pub use model::{Consumer, Directory, KeyRecord, Permissions, Revocation, TokenRef, key_digest, new_api_key};
 pub use store::{AuthStore, PutMode, PutOutcome};
 
 use crate::redis::StoreError;
@@ -35,6 +35,8 @@ pub struct Identity {
     pub exp: Option<u64>,
     /// Issued-at (seconds since the epoch), when present.
     pub iat: Option<u64>,
+    /// How the revocation set names this token (JWTs only).
+    pub token_ref: Option<TokenRef>,
 }
 
 /// Why a request is not authenticated. `code` is the SPEC §4 error code.

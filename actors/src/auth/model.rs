@@ -103,13 +103,82 @@ pub fn new_api_key() -> String {
     format!("gwk_{}", crate::hex(&bytes))
 }
 
+/// What names one token in the revocation set: its `jti` scoped to issuer and subject
+/// (two users' tokens may share a `jti`), or, for a token without `jti`, the SHA-256 of
+/// the token itself. Stored as `jti:<hex>` / `tok:<hex>` members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenRef {
+    /// SHA-256 over the issuer, subject and `jti` (length-prefixed, domain-separated).
+    Jti([u8; 32]),
+    /// SHA-256 of the compact token.
+    Token([u8; 32]),
+}
+
+impl TokenRef {
+    /// The reference of a token with a `jti` (`iss` absent = empty).
+    pub fn of_jti(iss: &str, sub: &str, jti: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"gw-revocation-jti\0");
+        for part in [iss, sub] {
+            h.update(u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update(jti.as_bytes());
+        Self::Jti(h.finalize().into())
+    }
+
+    /// The reference of a token without `jti`.
+    pub fn of_token(token: &[u8]) -> Self {
+        Self::Token(Sha256::digest(token).into())
+    }
+
+    /// The stored form: `jti:<64 hex>` or `tok:<64 hex>`.
+    pub fn member(&self) -> String {
+        match self {
+            Self::Jti(d) => format!("jti:{}", crate::hex(d)),
+            Self::Token(d) => format!("tok:{}", crate::hex(d)),
+        }
+    }
+
+    /// Reads a stored member. Members of earlier versions were a bare `jti` (revoking
+    /// every token with that `jti`, whoever it belonged to) or a bare token SHA-256: a bare
+    /// digest still names exactly one token and is kept; a bare `jti` cannot be scoped and
+    /// is ignored (`None`), so it can no longer revoke anyone else's token.
+    pub fn parse(member: &str) -> Option<Self> {
+        let (kind, hex) = match member.split_once(':') {
+            Some(("jti", hex)) => (true, hex),
+            Some(("tok", hex)) => (false, hex),
+            _ => (false, member),
+        };
+        let digest = parse_hex32(hex)?;
+        Some(if kind { Self::Jti(digest) } else { Self::Token(digest) })
+    }
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
 /// A revocation rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum Revocation {
-    /// One token (by `jti`, or by its SHA-256 when it has none) until `exp`.
+    /// One token until `exp`.
     Token {
-        /// `jti` or token digest.
+        /// The stored member: `TokenRef::member` (`jti:<hex>` / `tok:<hex>`).
         id: String,
         /// Unix seconds after which the rule can be forgotten.
         exp: u64,
@@ -130,8 +199,8 @@ pub struct Directory {
     pub consumers: HashMap<String, Consumer>,
     /// Keys by digest.
     pub keys: HashMap<String, KeyRecord>,
-    /// Revoked token ids → expiry.
-    pub revoked: HashMap<String, u64>,
+    /// Revoked tokens → expiry.
+    pub revoked: HashMap<TokenRef, u64>,
     /// Subject → cutoff.
     pub cutoffs: HashMap<String, u64>,
 }
@@ -149,19 +218,24 @@ impl Directory {
         if !consumer.enabled {
             return Err(AuthError::ConsumerDisabled);
         }
-        Ok(Identity { consumer: consumer.id.clone(), tier: consumer.tier.clone(), jti: None, exp: None, iat: None })
+        Ok(Identity {
+            consumer: consumer.id.clone(),
+            tier: consumer.tier.clone(),
+            jti: None,
+            exp: None,
+            iat: None,
+            token_ref: None,
+        })
     }
 
     /// Applies revocations and the consumer record to a verified JWT identity.
     pub fn check_token(&self, mut id: Identity, token: &str) -> Result<Identity, AuthError> {
         let now = crate::now_unix();
-        // The digest of a token without `jti` costs a SHA-256: only when anything is revoked.
+        // The verifier computed the reference once per token; a SHA-256 only for an identity
+        // without one, and only when anything is revoked.
         if !self.revoked.is_empty() {
-            let exp = match &id.jti {
-                Some(jti) => self.revoked.get(jti),
-                None => self.revoked.get(&key_digest(token.as_bytes())),
-            };
-            if exp.is_some_and(|exp| *exp >= now) {
+            let r = id.token_ref.unwrap_or_else(|| TokenRef::of_token(token.as_bytes()));
+            if self.revoked.get(&r).is_some_and(|exp| *exp >= now) {
                 return Err(AuthError::TokenRevoked);
             }
         }
@@ -188,7 +262,9 @@ impl Directory {
     pub fn apply(&mut self, r: &Revocation) {
         match r {
             Revocation::Token { id, exp } => {
-                self.revoked.insert(id.clone(), *exp);
+                if let Some(r) = TokenRef::parse(id) {
+                    self.revoked.insert(r, *exp);
+                }
             }
             Revocation::Subject { sub, before } => {
                 let e = self.cutoffs.entry(sub.clone()).or_insert(0);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::model::{Consumer, Directory, KeyRecord, Revocation};
+use super::model::{Consumer, Directory, KeyRecord, Revocation, TokenRef};
 use crate::redis::{Store, StoreError, scripts};
 
 /// How a record write treats an existing record.
@@ -156,7 +156,8 @@ impl AuthStore {
                 dir.keys.insert(digest, rec);
             }
         }
-        dir.revoked = revoked.into_iter().collect();
+        // Unreadable members (a bare `jti` of an earlier version) revoke nothing.
+        dir.revoked = revoked.into_iter().filter_map(|(m, exp)| Some((TokenRef::parse(&m)?, exp))).collect();
         dir.cutoffs = cutoffs.into_iter().collect();
         Ok(dir)
     }

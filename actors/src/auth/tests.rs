@@ -149,6 +149,12 @@ fn every_kind_of_bad_token_is_refused_with_the_right_code() {
     assert_eq!(code(&with(json!({"iss": "https://evil.example"}))), "invalid_token");
     assert_eq!(code(&with(json!({"aud": "other"}))), "invalid_token");
     assert_eq!(code(&with(json!({"exp": null}))), "invalid_token");
+    assert_eq!(code(&with(json!({"aud": null}))), "invalid_token", "missing aud with an audience configured");
+    assert_eq!(code(&with(json!({"iss": null}))), "invalid_token", "missing iss with an issuer configured");
+    let mut crit = Header::new(Algorithm::HS256);
+    crit.kid = Some("k".into());
+    crit.crit = Some(vec!["exp".into()]);
+    assert_eq!(code(&encode(&crit, &claims(), &key).expect("sign")), "invalid_token", "crit");
     let good = with(json!({}));
     let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
     parts[2] = sign(Algorithm::HS256, Some("k"), &EncodingKey::from_secret(b"other"), &claims())
@@ -207,11 +213,45 @@ fn a_verified_token_is_remembered_but_still_expires_and_a_new_key_set_forgets_it
     assert!(v.verify(&tampered).is_err());
     // Expiry is checked on every use, remembered or not (leeway 5 s).
     // Expired 3 s ago: still inside the leeway now, outside it 3.5 s later (whole seconds).
-    let short = sign(Algorithm::HS256, Some("k1"), &key, &json!({"sub": "bob", "exp": now() - 3}));
+    let short = sign(
+        Algorithm::HS256,
+        Some("k1"),
+        &key,
+        &json!({"sub": "bob", "iss": "https://issuer.example", "aud": "api", "exp": now() - 3}),
+    );
     assert!(v.verify(&short).is_ok());
     std::thread::sleep(std::time::Duration::from_millis(3_500));
     assert_eq!(v.verify(&short), Err(AuthError::TokenExpired));
     // New JWKS keys: nothing remembered from before carries over.
     let fresh = v.with_jwks(Vec::new());
     assert_eq!(fresh.verify(&t), Ok(first));
+}
+
+#[test]
+fn revocation_by_jti_is_scoped_to_issuer_and_subject() {
+    let v = JwtVerifier::new(&settings(vec![secret_key("k1", b"top-secret")], &["HS256"])).expect("v");
+    let key = EncodingKey::from_secret(b"top-secret");
+    let mut bob_claims = claims();
+    bob_claims["sub"] = json!("bob");
+    let (alice, bob) =
+        (sign(Algorithm::HS256, Some("k1"), &key, &claims()), sign(Algorithm::HS256, Some("k1"), &key, &bob_claims));
+    let (a, b) = (v.verify(&alice).expect("alice"), v.verify(&bob).expect("bob"));
+    assert_eq!((a.jti.as_deref(), b.jti.as_deref()), (Some("t-1"), Some("t-1")), "the same jti");
+    let mut dir = Directory::default();
+    let member = a.token_ref.expect("ref").member();
+    assert!(member.starts_with("jti:") && member.len() == 68, "{member}");
+    dir.apply(&Revocation::Token { id: member, exp: now() + 600 });
+    assert_eq!(dir.check_token(a, &alice).map(|_| ()), Err(AuthError::TokenRevoked));
+    assert!(dir.check_token(b, &bob).is_ok(), "bob's token with the same jti stays valid");
+    // The admin form (iss, sub, jti) names the same token.
+    assert_eq!(
+        TokenRef::of_jti("https://issuer.example", "alice", "t-1"),
+        v.verify(&alice).expect("alice").token_ref.expect("ref")
+    );
+    // Earlier versions stored a bare jti (ignored now) or a bare token digest (still one token).
+    assert_eq!(TokenRef::parse("t-1"), None);
+    let digest = key_digest(bob.as_bytes());
+    assert_eq!(TokenRef::parse(&digest), Some(TokenRef::of_token(bob.as_bytes())));
+    assert_eq!(TokenRef::parse(&TokenRef::of_token(b"x").member()), Some(TokenRef::of_token(b"x")));
+    assert_eq!(TokenRef::parse("jti:zz"), None);
 }

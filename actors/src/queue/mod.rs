@@ -162,7 +162,7 @@ impl Queues {
     /// Waits up to `within` for the job to finish, re-reading it with a bounded backoff;
     /// answers its last state.
     pub async fn wait(&self, id: &str, within: Duration) -> Result<Option<JobRecord>, QueueError> {
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = tokio::time::Instant::from_std(crate::units::deadline_after(std::time::Instant::now(), within));
         let mut n = 0;
         loop {
             let rec = self.get(id).await?;

@@ -5,6 +5,7 @@
 //! Leaf values parse strictly when deserialized (durations, sizes, URLs, balancer names);
 //! cross-field rules run in `validate()` and report the field path that is wrong.
 
+mod bounds;
 mod canonical;
 mod error;
 mod policy;

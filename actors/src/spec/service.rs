@@ -676,6 +676,7 @@ impl ServiceSpec {
                 return Err(FieldError::new("queue.lease", "must be at least 1s"));
             }
         }
+        super::bounds::check(&self)?;
         Ok(self)
     }
 }

@@ -5,7 +5,7 @@ use cluster_tests::{GatewayProcess, MockUpstream, client};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp as now};
 use serde_json::{Value, json};
 
-const SECRET: &str = "black-box-secret";
+const SECRET: &str = "black-box-secret-of-at-least-32-bytes";
 
 fn gateway(up: &MockUpstream) -> GatewayProcess {
     GatewayProcess::start(&format!(
@@ -242,7 +242,16 @@ async fn logout_revokes_the_token_and_admin_can_revoke_a_subject() {
     let (s, body) = admin("POST", &gw, "/admin/revocations", Some(json!({"sub": "bob"}))).await;
     assert_eq!((s, body), (201, json!({"revoked": 1})));
     assert_eq!(call(&gw, "/api/secure/", Some(&older)).await.2["error"], "token_revoked");
-    let (s, body) = admin("POST", &gw, "/admin/revocations", Some(json!({"jti": "x", "sub": "y"}))).await;
+    // A jti is scoped to its subject: alone it is refused, naming the missing field.
+    let (s, body) = admin("POST", &gw, "/admin/revocations", Some(json!({"jti": "x"}))).await;
+    assert_eq!((s, body["error"].as_str(), body["field"].as_str()), (400, Some("validation_failed"), Some("sub")));
+    let (s, body) = admin(
+        "POST",
+        &gw,
+        "/admin/revocations",
+        Some(json!({"jti": "x", "sub": "y", "issued_before": "2026-01-01T00:00:00Z"})),
+    )
+    .await;
     assert_eq!((s, body["error"].as_str()), (400, Some("validation_failed")));
 }
 

@@ -201,7 +201,7 @@ fn every_shipped_config_passes_check_config() {
             .arg("check-config")
             .arg(&f)
             .env("GATEWAY_ADMIN_TOKEN", "t")
-            .env("JWT_SECRET", "s")
+            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
             .env("GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")
             .output()
             .unwrap();

@@ -1,10 +1,12 @@
 //! `/admin/consumers` (create, list, read, merge-patch, delete; PATCH `{"enabled":false}`
 //! disables), their API keys (created with a CSPRNG, shown once, stored as SHA-256) and
-//! `/admin/revocations` (one token by `jti`, or every token of a subject issued before a
-//! time).
+//! `/admin/revocations` (one token by issuer + subject + `jti`, or every token of a
+//! subject issued before a time).
 
 use actix_web::{HttpResponse, web};
-use actors::auth::{Consumer, CreateKey, DeleteConsumer, DeleteKey, ListConsumers, PutConsumer, Revocation, Revoke};
+use actors::auth::{
+    Consumer, CreateKey, DeleteConsumer, DeleteKey, ListConsumers, PutConsumer, Revocation, Revoke, TokenRef,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -123,10 +125,14 @@ async fn delete_key(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevocationRequest {
+    /// One token: its `jti` (with `sub`, and `iss` unless it is the configured issuer).
     jti: Option<String>,
     /// RFC 3339 expiry of the token (optional; default 30 days).
     exp: Option<String>,
+    /// The token's subject (with `jti`), or every token of this subject (without).
     sub: Option<String>,
+    /// The token's issuer (with `jti`; default: `[auth.jwt] issuer`, or none).
+    iss: Option<String>,
     issued_before: Option<String>,
 }
 
@@ -141,12 +147,26 @@ fn unix(field: &str, value: &str) -> Result<u64, AdminError> {
 async fn revoke(state: web::Data<AdminState>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let r: RevocationRequest = parse_json(&body)?;
     let rule = match (r.jti, r.sub, r.issued_before) {
-        (Some(jti), None, None) if !jti.is_empty() => {
+        (Some(jti), sub, None) => {
+            if jti.is_empty() {
+                return Err(AdminError::validation("jti", "must not be empty"));
+            }
+            // A `jti` alone would revoke every user's token that reuses it.
+            let sub = sub.filter(|s| !s.is_empty()).ok_or_else(|| {
+                AdminError::validation("sub", "required with jti: a token is revoked by issuer, subject and jti")
+            })?;
             let exp = match r.exp {
                 Some(e) => unix("exp", &e)?,
                 None => actors::now_unix() + DEFAULT_REVOCATION_TTL_SECS,
             };
-            Revocation::Token { id: jti, exp }
+            let iss = r.iss.or_else(|| state.jwt_issuer.clone()).unwrap_or_default();
+            Revocation::Token { id: TokenRef::of_jti(&iss, &sub, &jti).member(), exp }
+        }
+        (Some(_), _, Some(_)) => {
+            return Err(AdminError::validation("issued_before", "give issued_before with sub only, not with jti"));
+        }
+        (None, _, _) if r.iss.is_some() => {
+            return Err(AdminError::validation("iss", "only with jti"));
         }
         (None, Some(sub), before) if !sub.is_empty() => {
             let before = match before {

@@ -18,14 +18,15 @@ pub struct AdminError {
 }
 
 impl AdminError {
-    /// 400 `validation_failed` naming `field`.
+    /// 400 `validation_failed` naming `field` (`body` when no narrower field is known:
+    /// every validation error names one).
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "validation_failed",
             message: message.into(),
-            field: (!field.is_empty()).then_some(field),
+            field: Some(if field.is_empty() { super::json::WHOLE_BODY.to_string() } else { field }),
         }
     }
     /// 404 `not_found`.

@@ -60,6 +60,10 @@ async fn register(
     if new.ttl.is_some() && ttl_ms < 1000 {
         return Err(AdminError::validation("ttl", "must be at least 1s"));
     }
+    if let Some(ttl) = new.ttl {
+        actors::units::at_most("ttl", ttl.get(), actors::units::bounds::MAX_PERIOD)
+            .map_err(|e| AdminError::validation(e.field, e.message))?;
+    }
     let source = if ttl_ms > 0 { EndpointSource::SelfRegistered } else { EndpointSource::Admin };
     let record = InstanceRecord { id, url: new.url, weight: new.weight, ttl_ms, expires_at: 0, source };
     let view =

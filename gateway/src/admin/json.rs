@@ -5,27 +5,41 @@ use serde_json::Value;
 
 use super::AdminError;
 
-/// Parses a JSON body into `T`, naming the field of the first problem.
+/// The `field` of an error about the body as a whole (not JSON, not an object).
+pub const WHOLE_BODY: &str = "body";
+
+/// Parses a JSON body into `T`, naming the field of the first problem (a missing
+/// required field included; `body` when the problem is the body as a whole).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    // Every admin body is an object (serde would read a struct from an array, by position).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AdminError::validation(WHOLE_BODY, "the body must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        AdminError::validation(crate::config::error_field(&path, &message), format!("invalid JSON body: {message}"))
+        let field = crate::config::error_field(&path, &message);
+        let field = if field.is_empty() { WHOLE_BODY.to_string() } else { field };
+        AdminError::validation(field, format!("invalid JSON body: {message}"))
     })?;
-    de.end().map_err(|e| AdminError::validation("", format!("invalid JSON body: {e}")))?;
+    de.end().map_err(|e| AdminError::validation(WHOLE_BODY, format!("invalid JSON body: {e}")))?;
     Ok(value)
 }
 
 /// A merge-patch body: must be a JSON object.
 pub fn parse_patch(body: &[u8]) -> Result<Value, AdminError> {
     let patch: Value = parse_json(body)?;
-    if patch.is_object() { Ok(patch) } else { Err(AdminError::validation("", "a merge patch must be a JSON object")) }
+    if patch.is_object() {
+        Ok(patch)
+    } else {
+        Err(AdminError::validation(WHOLE_BODY, "a merge patch must be a JSON object"))
+    }
 }
 
 /// Fills `key` from the path when the body omits it; refuses a body naming another one.
 pub fn with_path_key(mut body: Value, key: &str, value: &str) -> Result<Value, AdminError> {
-    let obj = body.as_object_mut().ok_or_else(|| AdminError::validation("", "expected a JSON object"))?;
+    let obj = body.as_object_mut().ok_or_else(|| AdminError::validation(WHOLE_BODY, "expected a JSON object"))?;
     match obj.get(key) {
         None => {
             obj.insert(key.into(), Value::String(value.into()));

@@ -1,5 +1,7 @@
 //! The admin listener: `/health`, `/ready`, `/metrics` and the static `/admin/dashboard`
-//! page without a token; everything else under `/admin` behind the bearer token (compared in constant time). JSON in and out; errors
+//! page without a token; everything else under `/admin` behind the bearer token
+//! (compared in constant time). Without a token, `guard` keeps web pages out (`Host`,
+//! `Origin`, `Sec-Fetch-Site`); bodies must be JSON either way. JSON in and out; errors
 //! are `{"error","message","request_id"}` plus `field` for validation errors.
 
 mod analytics;
@@ -9,6 +11,7 @@ mod consumers;
 mod dashboard;
 mod error;
 mod events;
+mod guard;
 mod instances;
 mod json;
 mod nodes;
@@ -33,6 +36,7 @@ use actors::registry::ServiceRegistry;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::AdminError;
+pub use guard::host_check;
 pub use stamp::stamp;
 
 use crate::config::Secret;
@@ -48,6 +52,8 @@ const MAX_ADMIN_BODY: usize = 1024 * 1024;
 pub struct AdminState {
     /// Bearer token; `None` only on a loopback listener.
     pub token: Option<Secret>,
+    /// The admin listen address (a token-less listener answers only its IP or `localhost`).
+    pub listen: std::net::SocketAddr,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// The registry.
@@ -74,6 +80,8 @@ pub struct AdminState {
     pub circuits: Addr<actors::circuit::CircuitBreaker>,
     /// Whether `[auth.jwt]` is configured (services with `auth = jwt|any` need it).
     pub jwt_configured: bool,
+    /// `[auth.jwt] issuer`: the default `iss` of an admin revocation by `jti`.
+    pub jwt_issuer: Option<String>,
     /// The job queues (counts, dead letters, retry).
     pub queues: actors::queue::Queues,
     /// Usage analytics (reports).
@@ -83,6 +91,7 @@ pub struct AdminState {
 /// Mounts every admin route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(&e).into()))
         .route("/metrics", web::get().to(metrics))
         // A static page without secrets: it asks the operator for the token itself.
         .route("/admin/dashboard", web::get().to(dashboard::page))
@@ -146,6 +155,12 @@ async fn require_token(
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"gateway-admin\""));
         return Ok(ServiceResponse::new(http, res));
     }
+    // Without a token the browser checks stand in for it (see `guard`).
+    let tokenless = req.app_data::<web::Data<AdminState>>().is_none_or(|s| s.token.is_none());
+    if let Err(refusal) = guard::check_api(req.headers(), tokenless) {
+        let (http, _) = req.into_parts();
+        return Ok(ServiceResponse::new(http, guard::refuse(&refusal, &id)));
+    }
     let mut res = next.call(req).await?.map_into_boxed_body();
     // Errors carry the request's id in body and header; successes in the header.
     let rendered = res.response().error().and_then(|e| e.as_error::<AdminError>()).map(|e| e.render(&id));
@@ -154,6 +169,17 @@ async fn require_token(
     }
     res.headers_mut().insert(crate::names::X_REQUEST_ID.clone(), id);
     Ok(res)
+}
+
+/// A query string that does not fit its handler: `400 validation_failed` naming the
+/// parameter when serde names it, else `query`.
+fn query_error(e: &actix_web::error::QueryPayloadError) -> AdminError {
+    let message = match e {
+        actix_web::error::QueryPayloadError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    let field = crate::config::error_field("", &message);
+    AdminError::validation(if field.is_empty() { "query".into() } else { field }, format!("invalid query: {message}"))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, AdminError> {

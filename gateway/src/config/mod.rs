@@ -2,6 +2,7 @@
 //! environment variables, secrets resolved, then validated across fields. Every error
 //! names the field and, when it comes from the file, the line.
 
+mod bounds;
 mod locate;
 mod secret;
 
@@ -591,6 +592,7 @@ impl Config {
                 format!("required because node.admin_listen {} is not a loopback address", n.admin_listen),
             ));
         }
+        bounds::check(&self)?;
         if let Some(r) = &self.redis {
             validate_redis(r)?;
         }
@@ -766,6 +768,9 @@ fn validate_telemetry(t: &TelemetryConfig) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Shortest accepted HMAC secret: as long as the SHA-256 output (RFC 7518 §3.2).
+const MIN_HMAC_SECRET: usize = 32;
+
 const JWT_ALGORITHMS: [&str; 12] =
     ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
@@ -791,6 +796,14 @@ fn validate_jwt(jwt: &JwtConfig) -> Result<(), FieldError> {
     for (i, k) in jwt.keys.iter().enumerate() {
         let at = format!("auth.jwt.keys[{i}]");
         match (&k.secret, &k.public_key_pem) {
+            (Some(secret), None) if secret.expose().len() < MIN_HMAC_SECRET => {
+                return Err(FieldError::new(
+                    format!("{at}.secret"),
+                    format!(
+                        "an HMAC secret must be at least {MIN_HMAC_SECRET} bytes (RFC 7518 §3.2); generate one with `openssl rand -hex 32`"
+                    ),
+                ));
+            }
             (Some(_), None) | (None, Some(_)) => {}
             _ => return Err(FieldError::new(at, "give exactly one of secret or public_key_pem")),
         }
@@ -841,15 +854,20 @@ impl JwtConfig {
 }
 
 /// The field a deserialization error is about: serde's path, completed with the name of
-/// an unknown field when the path stops at its parent. Empty for the document root.
+/// an unknown or missing field when the path stops at its parent. Empty for the document
+/// root.
 pub fn error_field(path: &str, message: &str) -> String {
     let path = if path == "." { "" } else { path };
-    match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-        Some(unknown) if !path.ends_with(unknown) => {
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|m| m.split('`').next());
+    match named {
+        Some(name) if !path.ends_with(name) => {
             if path.is_empty() {
-                unknown.to_string()
+                name.to_string()
             } else {
-                format!("{path}.{unknown}")
+                format!("{path}.{name}")
             }
         }
         _ => path.to_string(),

@@ -28,7 +28,7 @@ issuer = "https://issuer.example"
 audience = ["api"]
 [[auth.jwt.keys]]
 kid = "2026-11"
-secret = "s3cr3t"
+secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"
 
 [rate_limit.policies.default]
 algorithm = "sliding_window"
@@ -228,4 +228,13 @@ fn analytics_and_telemetry_sections_default_and_name_bad_fields() {
         assert_eq!(e.field, field, "{text}");
         assert!(e.line.is_some(), "{text}: {e}");
     }
+}
+
+#[test]
+fn a_missing_required_field_is_named() {
+    let e = parse("[[services]]\nendpoints = [\"http://127.0.0.1:1\"]\n").expect_err("no name");
+    assert_eq!(e.field, "services[0].name");
+    let e = parse("[rate_limit.policies.p]\nwindow = \"1s\"\n").expect_err("no limit");
+    assert_eq!(e.field, "rate_limit.policies.p.limit");
+    assert_eq!(super::error_field(".", "missing field `id`"), "id");
 }

@@ -1,10 +1,11 @@
 //! `POST /auth/logout`: revokes the presented bearer token on every node until it
-//! expires (by `jti`, or by the token's SHA-256 when it has none). Idempotent: logging out
+//! expires (by `jti` scoped to issuer + subject, or by the token's SHA-256 when it has
+//! no `jti`). Idempotent: logging out
 //! an expired or already revoked token also answers `204`.
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actors::auth::{AuthError, AuthGuard, Revocation, Revoke, key_digest};
+use actors::auth::{AuthError, AuthGuard, Revocation, Revoke, TokenRef};
 
 use super::{Pipeline, bearer_token, request_id};
 use crate::error::{GatewayError, Rejected};
@@ -27,8 +28,11 @@ pub async fn logout(req: HttpRequest, cx: web::Data<Pipeline>, guard: web::Data<
         Err(AuthError::TokenExpired | AuthError::TokenRevoked) => return done(&id),
         Err(e) => return reject(GatewayError::Unauthorized(e)),
     };
+    // By `jti` scoped to issuer + subject (so another user's token with the same `jti`
+    // stays valid), or by the token's digest when it has no `jti`.
+    let token_ref = identity.token_ref.unwrap_or_else(|| TokenRef::of_token(token.as_bytes()));
     let rule = Revocation::Token {
-        id: identity.jti.clone().unwrap_or_else(|| key_digest(token.as_bytes())),
+        id: token_ref.member(),
         exp: identity.exp.unwrap_or_else(|| actors::now_unix() + 24 * 3600),
     };
     match guard.send(Revoke(rule)).await {

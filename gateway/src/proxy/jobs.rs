@@ -28,7 +28,7 @@ pub async fn buffer_body(fw: &Forward<'_>, payload: web::Payload, kind: BodyKind
         return Ok(Bytes::new());
     }
     let fault = FaultSlot::default();
-    let deadline = tokio::time::Instant::from_std(fw.started + fw.limits.request_timeout);
+    let deadline = tokio::time::Instant::from_std(actors::units::deadline_after(fw.started, fw.limits.request_timeout));
     read_all(LimitedBody::new(payload, fw.limits.max_body, deadline, fault.clone()), &fault, fw.limits).await
 }
 

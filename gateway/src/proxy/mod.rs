@@ -166,7 +166,7 @@ pub async fn forward(
 ) -> Result<HttpResponse, GatewayError> {
     let method = fw.req.method();
     let fault = FaultSlot::default();
-    let deadline = tokio::time::Instant::from_std(fw.started + fw.limits.request_timeout);
+    let deadline = tokio::time::Instant::from_std(actors::units::deadline_after(fw.started, fw.limits.request_timeout));
     let retries = if is_idempotent(method) { fw.route.spec.retries } else { 0 };
     let mut body = match (kind, payload) {
         (BodyKind::Empty, _) | (_, None) => Body::Empty,

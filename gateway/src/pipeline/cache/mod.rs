@@ -216,7 +216,7 @@ async fn fill(
 ) -> Result<HttpResponse, GatewayError> {
     let req = fw.req;
     let via = fw.via;
-    let wait = (fw.route.spec.timeout.get() + Duration::from_secs(1)).min(MAX_FILL_WAIT);
+    let wait = fw.route.spec.timeout.get().saturating_add(Duration::from_secs(1)).min(MAX_FILL_WAIT);
     let guard = match layer.coalescer.join(&keys.fill()) {
         Join::Lead(guard) => Some(guard),
         Join::Wait(mut rx) => {

@@ -78,7 +78,7 @@ impl ResponseBody {
         let Some(idle) = self.idle else { return Poll::Pending };
         if !self.waiting {
             self.waiting = true;
-            let deadline = Instant::now() + idle;
+            let deadline = Instant::from_std(actors::units::deadline_after(std::time::Instant::now(), idle));
             match self.timer.as_mut() {
                 Some(t) => t.as_mut().reset(deadline),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
