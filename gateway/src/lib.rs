@@ -6,6 +6,8 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod jwks;
 pub mod names;

@@ -91,7 +91,7 @@ async fn delete(state: web::Data<AdminState>, id: web::Path<String>) -> Result<H
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(super) struct NewKey {
     name: Option<String>,
 }
 
@@ -122,7 +122,7 @@ async fn delete_key(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevocationRequest {
+pub(super) struct RevocationRequest {
     jti: Option<String>,
     /// RFC 3339 expiry of the token (optional; default 30 days).
     exp: Option<String>,

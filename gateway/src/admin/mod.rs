@@ -9,6 +9,8 @@ mod consumers;
 mod dashboard;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod instances;
 mod json;
 mod nodes;
