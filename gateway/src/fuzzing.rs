@@ -4,3 +4,5 @@
 
 pub use crate::admin::fuzzing as admin;
 pub use crate::proxy::h1::fuzzing::{Framing, HeadSummary, decode_chunked, read_head};
+/// The request method type `read_head` takes.
+pub use actix_web::http::Method;
