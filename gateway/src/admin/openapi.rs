@@ -180,7 +180,7 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
     let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}});
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$"}});
     let body = |schema: Value| json!({"required": true, "content": {"application/json": {"schema": schema}}});
-    json!({
+    let doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "gateway admin API", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Admin listener of a gateway node. Every /admin route needs `Authorization: Bearer <admin token>`."},
@@ -245,13 +245,10 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
             },
             "/admin/revocations": {
                 "post": {"summary": "Revoke one token (jti) or every token of a subject issued before a time",
-                         "requestBody": body(json!({"description": "jti (with an optional exp), or sub (with an optional issued_before)", "oneOf": [
-                             {"type": "object", "additionalProperties": false, "required": ["jti"], "properties": {
-                                 "jti": {"type": "string", "minLength": 1}, "exp": {"type": ["string", "null"], "format": "date-time"},
-                                 "sub": {"type": "null"}, "issued_before": {"type": "null"}}},
-                             {"type": "object", "additionalProperties": false, "required": ["sub"], "properties": {
-                                 "sub": {"type": "string", "minLength": 1}, "issued_before": {"type": ["string", "null"], "format": "date-time"},
-                                 "jti": {"type": "null"}, "exp": {"type": ["string", "null"]}}}]})),
+                         "requestBody": body(json!({"type": "object", "additionalProperties": false,
+                             "description": "one token: jti (with its sub, iss and an optional exp), or every token of sub issued before issued_before (default now)",
+                             "properties": {"jti": {"type": ["string", "null"]}, "sub": {"type": ["string", "null"]}, "iss": {"type": ["string", "null"]},
+                                 "exp": {"type": ["string", "null"], "format": "date-time"}, "issued_before": {"type": ["string", "null"], "format": "date-time"}}})),
                          "responses": with(json!({"201": ok("Stored", json!({"type": "object", "properties": {"revoked": {"type": "integer"}}}))}), errors(&["400", "401", "503"]))}
             },
             "/admin/ratelimits/{policy}/{key}": {
@@ -354,5 +351,18 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                 "Service": service_schema()
             }
         }
-    })
+    });
+    with_unsupported_media_type(doc)
 });
+
+/// Adds `415` (a body that is not JSON) to every operation that takes a body.
+fn with_unsupported_media_type(mut doc: Value) -> Value {
+    for ops in doc["paths"].as_object_mut().into_iter().flat_map(|p| p.values_mut()) {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            if op.get("requestBody").is_some() {
+                op["responses"]["415"] = json!({"$ref": "#/components/responses/Error"});
+            }
+        }
+    }
+    doc
+}
