@@ -55,3 +55,7 @@ bash scripts/test-deploy.sh
 echo "==> bench/dashboard-screenshot.sh (the dashboard in headless Chromium: token first, charts drawn, no console errors)"
 cargo build -q -p cluster-tests --bin mock-upstream
 bash bench/dashboard-screenshot.sh
+echo "==> scripts/schemathesis.sh (the admin API of a real node against its OpenAPI document)"
+bash scripts/schemathesis.sh
+echo "==> scripts/fuzz.sh (cargo-fuzz: every target for FUZZ_SECONDS, default 60)"
+bash scripts/fuzz.sh

@@ -7,6 +7,8 @@ pub mod client_faults;
 pub mod config;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod jwks;
 pub mod names;

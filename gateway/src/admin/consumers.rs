@@ -93,7 +93,7 @@ async fn delete(state: web::Data<AdminState>, id: web::Path<String>) -> Result<H
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(super) struct NewKey {
     name: Option<String>,
 }
 
@@ -124,7 +124,7 @@ async fn delete_key(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevocationRequest {
+pub(super) struct RevocationRequest {
     /// One token: its `jti` (with `sub`, and `iss` unless it is the configured issuer).
     jti: Option<String>,
     /// RFC 3339 expiry of the token (optional; default 30 days).

@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The body of `POST .../instances`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewInstance {
+pub(super) struct NewInstance {
     id: Option<String>,
     url: UpstreamUrl,
     #[serde(default = "one")]

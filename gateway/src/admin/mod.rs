@@ -11,6 +11,8 @@ mod consumers;
 mod dashboard;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod instances;
 mod json;
@@ -166,6 +168,11 @@ async fn require_token(
     let rendered = res.response().error().and_then(|e| e.as_error::<AdminError>()).map(|e| e.render(&id));
     if let Some(r) = rendered {
         res = res.into_response(r);
+    } else if res.status() == StatusCode::METHOD_NOT_ALLOWED && !res.headers().contains_key(header::CONTENT_TYPE) {
+        // actix-web's bodiless 405 of a resource: the same JSON as every other error.
+        let allow = res.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let r = method_not_allowed(res.request(), &id, &allow);
+        res = res.into_response(r);
     }
     res.headers_mut().insert(crate::names::X_REQUEST_ID.clone(), id);
     Ok(res)
@@ -183,5 +190,19 @@ fn query_error(e: &actix_web::error::QueryPayloadError) -> AdminError {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    // A route that exists with other methods: 405 with `Allow` (RFC 9110 §15.5.6).
+    if let Some(allow) = openapi::allowed_methods(req.path()) {
+        return Ok(method_not_allowed(&req, &request_id::of(&req), &allow));
+    }
     Err(AdminError::not_found(format!("no admin route {} {}", req.method(), req.path())))
+}
+
+/// `405 method_not_allowed` as JSON with the `Allow` header.
+fn method_not_allowed(req: &HttpRequest, id: &header::HeaderValue, allow: &str) -> HttpResponse {
+    let message = format!("{} is not allowed on {}; allowed: {allow}", req.method(), req.path());
+    let mut res = json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message, id, None, false);
+    if let Ok(v) = header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
+    res
 }

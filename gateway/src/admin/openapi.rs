@@ -1,17 +1,158 @@
-//! `GET /admin/openapi.json`: an OpenAPI 3.1 description of every admin route.
+//! `GET /admin/openapi.json`: an OpenAPI 3.1 description of every admin route, as
+//! strict as the validation behind it where JSON Schema can say it (names, ids, prefixes,
+//! URLs, ranges), checked by `scripts/schemathesis.sh`. Optional sections of a service
+//! (`cache`, `health_check`, `circuit_breaker`, `queue`) are `null` when unset: a service
+//! answer always has every field. The document is this node's: `rate_limit` lists its
+//! policies and `auth` offers `jwt`/`any` only when `[auth.jwt]` is configured.
+//! `allowed_methods` (the paths and methods documented here) gives 405 answers their
+//! `Allow` header.
 
 use std::sync::LazyLock;
 
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
+use super::AdminState;
+
 /// Mounts the document.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/openapi.json", web::get().to(document));
 }
 
-async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(&*DOC)
+async fn document(state: web::Data<AdminState>) -> HttpResponse {
+    let mut policies: Vec<&str> = state.policies.iter().map(String::as_str).collect();
+    policies.sort_unstable();
+    HttpResponse::Ok().json(for_node(&policies, state.jwt_configured))
+}
+
+/// The document with this node's rate-limit policies and auth modes filled in.
+fn for_node(policies: &[&str], jwt: bool) -> Value {
+    let mut doc = DOC.clone();
+    let service = &mut doc["components"]["schemas"]["Service"]["properties"];
+    let mut one: Vec<&str> = vec!["none", ""];
+    one.extend(policies);
+    service["rate_limit"] = json!({"oneOf": [{"enum": one}, {"type": "array", "items": {"enum": policies}}],
+        "description": "a policy of [rate_limit.policies], a list of them, or \"none\""});
+    if !jwt {
+        service["auth"] =
+            json!({"enum": ["none", "api_key"], "description": "jwt and any need [auth.jwt] on the node"});
+    }
+    doc
+}
+
+/// The methods documented for the route `path` matches, as an `Allow` value (`None`
+/// when no documented route matches).
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static ROUTES: LazyLock<Vec<(actix_web::dev::ResourceDef, String)>> = LazyLock::new(|| {
+        let Some(paths) = DOC["paths"].as_object() else { return Vec::new() };
+        paths
+            .iter()
+            .map(|(p, ops)| {
+                let methods = ["get", "put", "post", "patch", "delete"]
+                    .iter()
+                    .filter(|m| ops.get(**m).is_some())
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (actix_web::dev::ResourceDef::new(p.as_str()), methods)
+            })
+            .collect()
+    });
+    ROUTES.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.clone())
+}
+
+/// What a duration looks like (`"500ms"`, `"30s"`, `"5m"`, `"1h 30m"`).
+const DURATION: &str = "^ *([0-9]+ *(nsec|ns|usec|us|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y) *)+$";
+
+/// A duration string as the config writes it.
+fn duration(default: &str) -> Value {
+    json!({"type": "string", "pattern": DURATION, "default": default, "examples": [default]})
+}
+
+/// A nullable duration.
+fn duration_or_null(example: &str) -> Value {
+    json!({"type": ["string", "null"], "pattern": DURATION, "examples": [example]})
+}
+
+/// A merge-patch body for `schema` (RFC 7396): objects with the same properties, none
+/// required, at every level; any property may be `null` (removes it).
+fn patch_of(schema: &Value) -> Value {
+    let Some(properties) = schema["properties"].as_object() else { return schema.clone() };
+    let mut props = serde_json::Map::new();
+    for (k, v) in properties {
+        props.insert(k.clone(), json!({"anyOf": [patch_of(v), {"type": "null"}]}));
+    }
+    json!({"type": "object", "additionalProperties": schema["additionalProperties"].clone(), "properties": props})
+}
+
+/// `schema` without required properties (a `PUT` body whose key comes from the path).
+fn keyless(mut schema: Value) -> Value {
+    schema["required"] = json!([]);
+    schema
+}
+
+/// A `u32` at least `min`.
+fn count(min: u64, default: u64) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": u32::MAX, "default": default})
+}
+
+fn status_list() -> Value {
+    json!({"type": "array", "items": {"type": "integer", "minimum": 100, "maximum": 599}})
+}
+
+fn status_list_or_null() -> Value {
+    json!({"type": ["array", "null"], "items": {"type": "integer", "minimum": 100, "maximum": 599}})
+}
+
+/// The service object: request bodies and answers (answers fill every field).
+fn service_schema() -> Value {
+    let url = json!({"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]", "format": "uri"});
+    json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "prefix": {"type": ["string", "null"], "pattern": "^/", "description": "default /api/{name}; whole path segments, no query, no dot segments"},
+        "strip_prefix": {"type": "boolean", "default": true},
+        "hosts": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 300}},
+        "endpoints": {"type": "array", "items": {"oneOf": [url.clone(),
+            {"type": "object", "required": ["url"], "additionalProperties": false,
+             "properties": {"url": url, "weight": count(0, 1)}}]}},
+        "balancer": {"type": "string", "pattern": "^(round_robin|least_conn|weighted|consistent_hash:(ip|consumer|header:.+|cookie:.+))$",
+                     "examples": ["round_robin", "least_conn", "weighted", "consistent_hash:header:X-User"]},
+        "auth": {"enum": ["none", "jwt", "api_key", "any"]},
+        "rate_limit": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "timeout": duration("10s"),
+        "retries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
+        "cache": {"type": ["object", "null"], "additionalProperties": false, "description": "null: no caching", "properties": {
+            "ttl": duration_or_null("30s"),
+            "statuses": with(status_list(), json!({"minItems": 1})),
+            "scope": {"enum": ["consumer", "shared", null]}}},
+        "health_check": {"type": ["object", "null"], "additionalProperties": false, "description": "null: no active checks", "properties": {
+            "path": {"type": "string", "pattern": "^/", "default": "/health"},
+            "interval": duration("5s"), "timeout": duration("2s"),
+            "unhealthy_after": count(1, 3), "healthy_after": count(1, 2)}},
+        "circuit_breaker": {"type": ["object", "null"], "additionalProperties": false, "description": "null: no breakers", "properties": {
+            "failure_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
+            "min_requests": count(1, 20), "window": duration("10s"), "consecutive_failures": count(0, 5),
+            "open_for": duration("30s"), "half_open_probes": count(1, 3),
+            "failure_statuses": status_list_or_null()}},
+        "queue": {"type": ["object", "null"], "additionalProperties": false, "required": ["match"], "description": "null: nothing queued", "properties": {
+            "match": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^ *[A-Za-z]+ +/", "examples": ["POST /reports", "POST /jobs/*"]}},
+            "mode": {"enum": ["async", "sync"]}, "wait": duration("5s"),
+            "rate": {"type": "string", "pattern": "^ *[0-9]+ */", "examples": ["100/10s"]},
+            "concurrency": count(1, 4), "max_depth": {"type": "integer", "minimum": 1, "default": 10000},
+            "max_attempts": count(1, 3), "lease": duration("60s"), "result_ttl": duration("1h")}}
+    }})
+}
+
+/// The consumer object; in a `PUT` body the id may be left to the path.
+fn consumer_schema(id_required: bool) -> Value {
+    let required = if id_required { json!(["id"]) } else { json!([]) };
+    json!({"type": "object", "required": required, "additionalProperties": false, "properties": {
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$"},
+        "tier": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
+        "enabled": {"type": "boolean", "default": true},
+        "permissions": {"type": "object", "additionalProperties": false, "properties": {
+            "services": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}},
+            "methods": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z]+$"}}}}}})
 }
 
 fn ok(description: &str, schema: Value) -> Value {
@@ -36,10 +177,10 @@ fn with(mut base: Value, extra: Value) -> Value {
 static DOC: LazyLock<Value> = LazyLock::new(|| {
     let service = json!({"$ref": "#/components/schemas/Service"});
     let instance = json!({"$ref": "#/components/schemas/Instance"});
-    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
-    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}});
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$"}});
     let body = |schema: Value| json!({"required": true, "content": {"application/json": {"schema": schema}}});
-    json!({
+    let doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "gateway admin API", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Admin listener of a gateway node. Every /admin route needs `Authorization: Bearer <admin token>`."},
@@ -53,9 +194,9 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
             "/admin/services/{name}": {
                 "parameters": [name.clone()],
                 "get": {"summary": "Read a service", "responses": with(json!({"200": ok("The service", service.clone())}), errors(&["401", "404"]))},
-                "put": {"summary": "Replace (or create) a service", "requestBody": body(service.clone()),
+                "put": {"summary": "Replace (or create) a service", "requestBody": body(keyless(service_schema())),
                         "responses": with(json!({"200": ok("Replaced", service.clone()), "201": ok("Created", service.clone())}), errors(&["400", "401", "409", "503"]))},
-                "patch": {"summary": "Merge-patch a service (RFC 7396)", "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}},
+                "patch": {"summary": "Merge-patch a service (RFC 7396)", "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": patch_of(&service_schema())}, "application/json": {"schema": patch_of(&service_schema())}}},
                           "responses": with(json!({"200": ok("Updated", service.clone())}), errors(&["400", "401", "404", "409", "503"]))},
                 "delete": {"summary": "Delete a service", "responses": with(json!({"204": {"description": "Deleted"}}), errors(&["401", "404", "503"]))}
             },
@@ -64,7 +205,10 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                 "get": {"summary": "List endpoints and instances with health and source", "responses": with(json!({"200": ok("Instances", json!({"type": "array", "items": instance}))}), errors(&["401", "404"]))},
                 "post": {"summary": "Register an instance (with ttl: self-registered, must heartbeat)",
                          "requestBody": body(json!({"type": "object", "required": ["url"], "additionalProperties": false,
-                                                    "properties": {"id": {"type": "string"}, "url": {"type": "string", "format": "uri"}, "weight": {"type": "integer", "minimum": 0}, "ttl": {"type": "string", "examples": ["30s"]}}})),
+                                                    "properties": {"id": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9._:-]{1,128}$", "description": "generated when absent"},
+                                                        "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]", "format": "uri"},
+                                                        "weight": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 1},
+                                                        "ttl": {"type": ["string", "null"], "pattern": DURATION, "examples": ["30s"], "description": "at least 1s; makes the instance self-registered"}}})),
                          "responses": with(json!({"201": ok("Registered", instance.clone())}), errors(&["400", "401", "404", "503"]))}
             },
             "/admin/services/{name}/instances/{id}": {
@@ -83,16 +227,17 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
             "/admin/consumers/{id}": {
                 "parameters": [id.clone()],
                 "get": {"summary": "Read a consumer", "responses": with(json!({"200": ok("Consumer", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["401", "404"]))},
-                "put": {"summary": "Replace (or create) a consumer", "requestBody": body(json!({"$ref": "#/components/schemas/Consumer"})),
-                        "responses": with(json!({"200": ok("Replaced", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["400", "401", "503"]))},
-                "patch": {"summary": "Merge-patch a consumer ({\"enabled\":false} disables)", "requestBody": body(json!({"type": "object"})),
+                "put": {"summary": "Replace (or create) a consumer", "requestBody": body(json!({"$ref": "#/components/schemas/ConsumerBody"})),
+                        "responses": with(json!({"200": ok("Replaced", json!({"$ref": "#/components/schemas/Consumer"})), "201": ok("Created", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["400", "401", "503"]))},
+                "patch": {"summary": "Merge-patch a consumer ({\"enabled\":false} disables)", "requestBody": body(patch_of(&consumer_schema(false))),
                           "responses": with(json!({"200": ok("Updated", json!({"$ref": "#/components/schemas/Consumer"}))}), errors(&["400", "401", "404", "503"]))},
                 "delete": {"summary": "Delete a consumer and its keys", "responses": with(json!({"204": {"description": "Deleted"}}), errors(&["401", "404", "503"]))}
             },
             "/admin/consumers/{id}/keys": {
                 "parameters": [id.clone()],
-                "post": {"summary": "Create an API key (the key is shown once)", "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
-                         "responses": with(json!({"201": ok("Key", json!({"type": "object", "properties": {"key_id": {"type": "string"}, "key": {"type": "string"}}}))}), errors(&["400", "401", "404", "503"]))}
+                "post": {"summary": "Create an API key (the key is shown once)", "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"name": {"type": ["string", "null"], "maxLength": 128}}}}}},
+                         "responses": with(json!({"201": ok("Key", json!({"type": "object", "required": ["key_id", "key", "consumer"], "properties": {"key_id": {"type": "string"}, "key": {"type": "string"},
+                             "consumer": {"type": "string"}, "name": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"}}}))}), errors(&["400", "401", "404", "503"]))}
             },
             "/admin/consumers/{id}/keys/{key_id}": {
                 "parameters": [id.clone(), {"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],
@@ -100,8 +245,10 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
             },
             "/admin/revocations": {
                 "post": {"summary": "Revoke one token (jti) or every token of a subject issued before a time",
-                         "requestBody": body(json!({"type": "object", "properties": {"jti": {"type": "string"}, "exp": {"type": "string", "format": "date-time"},
-                             "sub": {"type": "string"}, "issued_before": {"type": "string", "format": "date-time"}}})),
+                         "requestBody": body(json!({"type": "object", "additionalProperties": false,
+                             "description": "one token: jti (with its sub, iss and an optional exp), or every token of sub issued before issued_before (default now)",
+                             "properties": {"jti": {"type": ["string", "null"]}, "sub": {"type": ["string", "null"]}, "iss": {"type": ["string", "null"]},
+                                 "exp": {"type": ["string", "null"], "format": "date-time"}, "issued_before": {"type": ["string", "null"], "format": "date-time"}}})),
                          "responses": with(json!({"201": ok("Stored", json!({"type": "object", "properties": {"revoked": {"type": "integer"}}}))}), errors(&["400", "401", "503"]))}
             },
             "/admin/ratelimits/{policy}/{key}": {
@@ -115,8 +262,8 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                 "delete": {"summary": "Purge cached responses on every node: a service's whole cache, the URLs under a client path prefix, or one URL (key = path with query); without service every caching service",
                            "parameters": [
                                {"name": "service", "in": "query", "schema": {"type": "string"}},
-                               {"name": "prefix", "in": "query", "schema": {"type": "string"}, "description": "client path prefix, e.g. /api/users/7"},
-                               {"name": "key", "in": "query", "schema": {"type": "string"}, "description": "one URL: client path and query"}],
+                               {"name": "prefix", "in": "query", "schema": {"type": "string", "pattern": "^/"}, "description": "client path prefix, e.g. /api/users/7 (not with key)"},
+                               {"name": "key", "in": "query", "schema": {"type": "string"}, "description": "one URL: client path and query (not with prefix)"}],
                            "responses": with(json!({"204": {"description": "Purged"}}), errors(&["400", "401", "404", "503"]))}
             },
             "/admin/circuits": {
@@ -159,7 +306,7 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                         "parameters": [
                             {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: one hour before `to`"},
                             {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now"},
-                            {"name": "service", "in": "query", "schema": {"type": "string"}}],
+                            {"name": "service", "in": "query", "schema": {"type": "string", "minLength": 1}}],
                         "responses": with(json!({"200": ok("Report", json!({"$ref": "#/components/schemas/Analytics"}))}), errors(&["400", "401", "404", "503"]))}
             },
             "/admin/dashboard": {"get": {"summary": "Self-contained HTML dashboard (no token: the page asks for it)", "security": [],
@@ -196,26 +343,26 @@ static DOC: LazyLock<Value> = LazyLock::new(|| {
                     "latency": {"type": "object"}, "peak_minute": {"type": ["object", "null"]}, "source": {"enum": ["cluster", "memory", "local"]}}},
                 "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "degraded"]}, "node": {"type": "string"},
                     "redis": {"enum": ["up", "down", "memory"]}, "degraded": {"type": "array", "items": {"type": "string"}}}},
-                "Consumer": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {
-                    "id": {"type": "string"}, "tier": {"type": ["string", "null"]}, "enabled": {"type": "boolean", "default": true},
-                    "permissions": {"type": "object", "properties": {"services": {"type": "array", "items": {"type": "string"}},
-                        "methods": {"type": "array", "items": {"type": "string"}}}}}},
-                "Instance": {"type": "object", "properties": {"id": {"type": "string"}, "url": {"type": "string"}, "weight": {"type": "integer"},
+                "Consumer": consumer_schema(true),
+                "ConsumerBody": consumer_schema(false),
+                "Instance": {"type": "object", "required": ["id", "url", "weight", "healthy", "source"], "properties": {
+                    "id": {"type": "string"}, "url": {"type": "string"}, "weight": {"type": "integer"},
                     "healthy": {"type": "boolean"}, "source": {"enum": ["config", "admin", "self"]}}},
-                "Service": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-                    "prefix": {"type": "string", "description": "default /api/{name}"},
-                    "strip_prefix": {"type": "boolean", "default": true},
-                    "hosts": {"type": "array", "items": {"type": "string"}},
-                    "endpoints": {"type": "array", "items": {"oneOf": [{"type": "string", "format": "uri"},
-                        {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}, "weight": {"type": "integer"}}}]}},
-                    "balancer": {"type": "string", "examples": ["round_robin", "least_conn", "weighted", "consistent_hash:header:X-User"]},
-                    "auth": {"enum": ["none", "jwt", "api_key", "any"]},
-                    "rate_limit": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                    "timeout": {"type": "string", "default": "10s"},
-                    "retries": {"type": "integer", "default": 1},
-                    "cache": {"type": "object"}, "health_check": {"type": "object"}, "circuit_breaker": {"type": "object"}, "queue": {"type": "object"}}}
+                "Service": service_schema()
             }
         }
-    })
+    });
+    with_unsupported_media_type(doc)
 });
+
+/// Adds `415` (a body that is not JSON) to every operation that takes a body.
+fn with_unsupported_media_type(mut doc: Value) -> Value {
+    for ops in doc["paths"].as_object_mut().into_iter().flat_map(|p| p.values_mut()) {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            if op.get("requestBody").is_some() {
+                op["responses"]["415"] = json!({"$ref": "#/components/responses/Error"});
+            }
+        }
+    }
+    doc
+}

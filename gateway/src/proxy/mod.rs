@@ -4,7 +4,7 @@
 //! (each retry to the balancer's next pick). Plain `http://` endpoints go through the
 //! lean client in `h1`; `https://` ones through awc with rustls.
 
-mod h1;
+pub(crate) mod h1;
 mod headers;
 mod health;
 mod jobs;

@@ -41,9 +41,11 @@ impl Default for Decoder {
     }
 }
 
-/// Takes one line (without its `\n` / `\r\n`) off the front of `buf`, if complete.
+/// Takes one line (without its `\n` / `\r\n`) off the front of `buf`, if complete. A
+/// line longer than `MAX_LINE` is refused whether it arrived whole or in pieces.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, &'static str> {
     match buf.iter().position(|&b| b == b'\n') {
+        Some(i) if i > MAX_LINE => Err("chunk line too long"),
         Some(i) => {
             let mut line = buf.split_to(i + 1);
             line.truncate(i);

@@ -7,6 +7,8 @@
 
 mod body;
 mod chunked;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pool;
 
 use std::io;
@@ -310,30 +312,10 @@ where
 /// Reads the response head (skipping interim 1xx answers) and sets up the body.
 async fn read_response(mut conn: Conn, method: &Method) -> Result<Response, Error> {
     let mut received = false;
-    // Bytes already searched for the blank line ending the head: each byte is scanned
-    // once, however the head is split across reads.
     let mut scanned = 0;
     loop {
-        // The first look parses at once (usually the whole head is there); after a
-        // partial head, only a blank line among the new bytes makes parsing worth it.
-        if !conn.buf.is_empty()
-            && (scanned == 0 || head_complete(&conn.buf, scanned))
-            && let Some((len, parsed)) = parse_head(&conn.buf, method)?
-        {
-            // The limit holds however the head arrived (one read may bring all of it).
-            if len > MAX_HEAD {
-                return Err(Error::Invalid("response head too large"));
-            }
-            let head = conn.buf.split_to(len).freeze();
-            if parsed.status.is_informational() {
-                scanned = 0;
-                continue;
-            }
+        if let Some((head, parsed)) = next_head(&mut conn.buf, &mut scanned, method)? {
             return parsed.into_response(&head, conn);
-        }
-        scanned = conn.buf.len();
-        if scanned > MAX_HEAD {
-            return Err(Error::Invalid("response head too large"));
         }
         conn.buf.reserve(READ_CHUNK);
         match conn.stream.read_buf(&mut conn.buf).await {
@@ -345,6 +327,34 @@ async fn read_response(mut conn: Conn, method: &Method) -> Result<Response, Erro
             Err(e) => return Err(Error::Io(e)),
         }
     }
+}
+
+/// Takes the final response head off the front of `buf` once it is complete (interim
+/// 1xx heads are dropped); `None` means read more. `scanned` counts the bytes already
+/// searched for the blank line ending the head (0 before the first look): each byte is
+/// scanned once, however the head is split across reads. The first look parses at once
+/// (usually the whole head is there); after a partial head, only a blank line among the
+/// new bytes makes parsing worth it.
+fn next_head(buf: &mut BytesMut, scanned: &mut usize, method: &Method) -> Result<Option<(Bytes, Parsed)>, Error> {
+    while !buf.is_empty()
+        && (*scanned == 0 || head_complete(buf, *scanned))
+        && let Some((len, parsed)) = parse_head(buf, method)?
+    {
+        // The limit holds for heads that arrive whole as for heads read in pieces.
+        if len > MAX_HEAD {
+            return Err(Error::Invalid("response head too large"));
+        }
+        let head = buf.split_to(len).freeze();
+        if !parsed.status.is_informational() {
+            return Ok(Some((head, parsed)));
+        }
+        *scanned = 0;
+    }
+    *scanned = buf.len();
+    if *scanned > MAX_HEAD {
+        return Err(Error::Invalid("response head too large"));
+    }
+    Ok(None)
 }
 
 /// Whether `buf` holds a blank line (end of a head), searching from `scanned` on.
