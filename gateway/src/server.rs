@@ -1,6 +1,8 @@
 //! Starting a node: actors, the main (proxy) listener, the admin listener, and graceful
-//! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests up to
-//! `node.shutdown_grace`, exit 0).
+//! shutdown on SIGTERM/SIGINT: stop accepting, close idle keep-alive connections, stop
+//! taking jobs, finish in-flight requests and jobs up to `node.shutdown_grace` (jobs still
+//! running then go back to the queue), leave the membership, exit 0 — and `run` returns
+//! only after all of it, so nothing is cut off when the System stops.
 
 use std::sync::Arc;
 
@@ -180,6 +182,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
+    let drain = crate::drain::Drain::default();
 
     let extra_ca = match &n.upstream_ca_file {
         Some(path) => Some(std::fs::read(path).map_err(|e| StartError::Tls(format!("{path}: {e}")))?),
@@ -195,6 +198,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let guard_data = web::Data::new(auth_guard.clone());
     let main = {
         let pipeline = pipeline.clone();
+        let drain = drain.clone();
         let guard_data = guard_data.clone();
         let health = health.clone();
         HttpServer::new(move || {
@@ -221,6 +225,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         .keep_alive(KeepAlive::Timeout(n.keep_alive.get()))
         .backlog(4096)
         .shutdown_timeout(grace)
+        .on_connect(move |conn, ext| drain.on_connect(conn, ext))
         .disable_signals()
         .bind(n.listen)
         .map_err(|source| StartError::Bind { addr: n.listen, source })?
@@ -267,21 +272,60 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     tracing::info!(node = %node_id, listen = %n.listen, admin = %n.admin_listen, workers, "gateway node started");
     on_ready();
     let (main_handle, admin_handle) = (main.handle(), admin.handle());
-    actix_rt::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!(grace_secs = grace, "shutting down: no new connections, finishing in-flight requests");
-        // Held jobs go back to the queue at once, for other nodes to run.
-        let returned = queue_supervisor.send(ReturnLeased);
-        // Stop both listeners together; in-flight requests get up to `grace`.
-        let _ = futures_util::future::join3(main_handle.stop(true), admin_handle.stop(true), returned).await;
-        // Leave the membership last: until the listeners are drained we are still serving.
-        let _ = membership.send(Leave).await;
-    });
+    let job_grace = n.shutdown_grace.get();
+    let signalled = std::rc::Rc::new(std::cell::Cell::new(false));
+    let shutdown = {
+        let (signalled, supervisor, membership) = (signalled.clone(), queue_supervisor.clone(), membership.clone());
+        actix_rt::spawn(async move {
+            wait_for_signal().await;
+            signalled.set(true);
+            tracing::info!(
+                grace_secs = grace,
+                "shutting down: no new connections, finishing in-flight requests and jobs"
+            );
+            drain.start();
+            // Workers stop taking jobs; running ones get the grace period, the rest go
+            // back to the queue for other nodes. In parallel, both listeners stop
+            // accepting and their in-flight requests get up to `grace`.
+            let jobs = supervisor.send(ReturnLeased { grace: job_grace });
+            let (_, _, jobs) = futures_util::future::join3(main_handle.stop(true), admin_handle.stop(true), jobs).await;
+            log_jobs(jobs);
+            // Leave the membership last: until the listeners are drained we are still serving.
+            let _ = membership.send(Leave).await;
+        })
+    };
     let (a, b) = futures_util::future::join(serve_outside_system(main), admin).await;
+    // The listeners end early when there is nothing in flight: `run` must not return (and
+    // the System must not stop, dropping the queue workers mid-return) before the whole
+    // shutdown sequence has run.
+    if signalled.get() {
+        let _ = shutdown.await;
+    } else {
+        // A listener failed: no signal, but held jobs still go back at once.
+        shutdown.abort();
+        log_jobs(queue_supervisor.send(ReturnLeased { grace: std::time::Duration::ZERO }).await);
+        let _ = membership.send(Leave).await;
+    }
     a?;
     b?;
     tracing::info!(node = %node_id, "gateway node stopped");
     Ok(())
+}
+
+/// The log line with what became of the queue jobs this node held at shutdown.
+fn log_jobs(jobs: Result<actors::queue::ShutdownCounts, actix::MailboxError>) {
+    match jobs {
+        Ok(c) => tracing::info!(
+            finished = c.finished,
+            returned = c.returned,
+            stranded = c.stranded,
+            "queue jobs at shutdown: {} finished, {} returned to the queue, {} left to lease expiry",
+            c.finished,
+            c.returned,
+            c.stranded
+        ),
+        Err(e) => tracing::warn!(error = %e, "queue jobs at shutdown: the queue supervisor did not answer"),
+    }
 }
 
 /// Starts the analytics actor (Redis-backed when Redis is configured); a no-op handle
