@@ -6,7 +6,6 @@ pub mod admin;
 pub mod client_faults;
 pub mod config;
 pub mod demo;
-pub mod drain;
 pub mod error;
 pub mod health;
 pub mod jwks;

@@ -1,6 +1,6 @@
 //! Starting a node: actors, the main (proxy) listener, the admin listener, and graceful
-//! shutdown on SIGTERM/SIGINT: stop accepting, close idle keep-alive connections, stop
-//! taking jobs, finish in-flight requests and jobs up to `node.shutdown_grace` (jobs still
+//! shutdown on SIGTERM/SIGINT: stop accepting (actix-server's graceful stop also closes
+//! idle keep-alive connections), stop taking jobs, finish in-flight requests and jobs up to `node.shutdown_grace` (jobs still
 //! running then go back to the queue), leave the membership, exit 0 — and `run` returns
 //! only after all of it, so nothing is cut off when the System stops.
 
@@ -182,7 +182,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let pipeline = web::Data::new(pipeline);
     let workers = if n.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n.workers };
     let grace = n.shutdown_grace.get().as_secs().max(1);
-    let drain = crate::drain::Drain::default();
 
     let extra_ca = match &n.upstream_ca_file {
         Some(path) => Some(std::fs::read(path).map_err(|e| StartError::Tls(format!("{path}: {e}")))?),
@@ -198,7 +197,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let guard_data = web::Data::new(auth_guard.clone());
     let main = {
         let pipeline = pipeline.clone();
-        let drain = drain.clone();
         let guard_data = guard_data.clone();
         let health = health.clone();
         HttpServer::new(move || {
@@ -225,7 +223,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         .keep_alive(KeepAlive::Timeout(n.keep_alive.get()))
         .backlog(4096)
         .shutdown_timeout(grace)
-        .on_connect(move |conn, ext| drain.on_connect(conn, ext))
         .disable_signals()
         .bind(n.listen)
         .map_err(|source| StartError::Bind { addr: n.listen, source })?
@@ -283,7 +280,6 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                 grace_secs = grace,
                 "shutting down: no new connections, finishing in-flight requests and jobs"
             );
-            drain.start();
             // Workers stop taking jobs; running ones get the grace period, the rest go
             // back to the queue for other nodes. In parallel, both listeners stop
             // accepting and their in-flight requests get up to `grace`.
