@@ -106,6 +106,9 @@ pub struct ReturnLeased {
 pub struct QueueSupervisor {
     shared: Rc<Shared>,
     workers: HashMap<String, Vec<watch::Sender<Mode>>>,
+    /// Workers told to drain (service removed, concurrency lowered) that may still hold
+    /// a job: a shutdown must stop them too.
+    draining: Vec<watch::Sender<Mode>>,
     /// Per service: ids seen on `processing` without a lease at the last pass. A job is
     /// reaped only when leaseless on two passes in a row, so a worker between its `BLMOVE`
     /// and its lease is never robbed.
@@ -121,6 +124,7 @@ impl QueueSupervisor {
         Self {
             shared: Rc::new(Shared { queues, runner, limiter, node, shutdown: Default::default() }),
             workers: HashMap::new(),
+            draining: Vec::new(),
             suspects: HashMap::new(),
             chores_running: false,
             stopping: false,
@@ -129,11 +133,14 @@ impl QueueSupervisor {
 
     fn reconcile(&mut self) {
         let wanted: HashMap<String, QueueSpec> = self.shared.queues.services().into_iter().collect();
+        self.draining.retain(|s| !s.is_closed());
+        let draining = &mut self.draining;
         self.workers.retain(|name, slots| {
             let keep = wanted.contains_key(name);
             if !keep {
-                for s in slots.iter() {
+                for s in slots.drain(..) {
                     let _ = s.send(Mode::Drain);
+                    draining.push(s);
                 }
             }
             keep
@@ -145,6 +152,7 @@ impl QueueSupervisor {
             while slots.len() > n {
                 if let Some(s) = slots.pop() {
                     let _ = s.send(Mode::Drain);
+                    self.draining.push(s);
                 }
             }
             while slots.len() < n {
@@ -206,9 +214,9 @@ impl Handler<ReturnLeased> for QueueSupervisor {
     fn handle(&mut self, msg: ReturnLeased, _: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
         let deadline = tokio::time::Instant::now() + msg.grace;
-        // Workers already draining (service removed, concurrency lowered) are not in
-        // `workers` any more; they finish their job as before.
-        let slots: Vec<watch::Sender<Mode>> = self.workers.drain().flat_map(|(_, s)| s).collect();
+        // Workers already draining (service removed, concurrency lowered) stop the same way.
+        let slots: Vec<watch::Sender<Mode>> =
+            self.workers.drain().flat_map(|(_, s)| s).chain(self.draining.drain(..)).collect();
         for s in &slots {
             let _ = s.send(Mode::Stop(deadline));
         }
@@ -553,3 +561,7 @@ async fn give_back(q: &Queues, service: &str, id: &str, token: &str) -> Result<b
         Backend::Memory(m) => Ok(m.give_back(service, id, token)),
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
