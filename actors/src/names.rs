@@ -18,3 +18,5 @@ pub const M_QUEUE_JOBS: &str = "gateway_queue_jobs_total";
 /// Analytics records lost (label `reason`: `mailbox` full, `redis` flush failed or
 /// backlog over its cap).
 pub const M_ANALYTICS_DROPPED: &str = "gateway_analytics_dropped_total";
+/// Jobs a stopping node gave back to their queues (label `service`).
+pub const M_SHUTDOWN_RETURNED: &str = "gateway_shutdown_jobs_returned_total";

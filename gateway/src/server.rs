@@ -1,6 +1,8 @@
 //! Starting a node: actors, the main (proxy) listener, the admin listener, and graceful
-//! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests up to
-//! `node.shutdown_grace`, exit 0).
+//! shutdown on SIGTERM/SIGINT: stop accepting (actix-server's graceful stop also closes
+//! idle keep-alive connections), stop taking jobs, finish in-flight requests and jobs up to `node.shutdown_grace` (jobs still
+//! running then go back to the queue), leave the membership, exit 0 — and `run` returns
+//! only after all of it, so nothing is cut off when the System stops.
 
 use std::sync::Arc;
 
@@ -264,17 +266,39 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     tracing::info!(node = %node_id, listen = %n.listen, admin = %n.admin_listen, workers, "gateway node started");
     on_ready();
     let (main_handle, admin_handle) = (main.handle(), admin.handle());
-    actix_rt::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!(grace_secs = grace, "shutting down: no new connections, finishing in-flight requests");
-        // Held jobs go back to the queue at once, for other nodes to run.
-        let returned = queue_supervisor.send(ReturnLeased);
-        // Stop both listeners together; in-flight requests get up to `grace`.
-        let _ = futures_util::future::join3(main_handle.stop(true), admin_handle.stop(true), returned).await;
-        // Leave the membership last: until the listeners are drained we are still serving.
-        let _ = membership.send(Leave).await;
-    });
+    let job_grace = n.shutdown_grace.get();
+    let signalled = std::rc::Rc::new(std::cell::Cell::new(false));
+    let shutdown = {
+        let (signalled, supervisor, membership) = (signalled.clone(), queue_supervisor.clone(), membership.clone());
+        actix_rt::spawn(async move {
+            wait_for_signal().await;
+            signalled.set(true);
+            tracing::info!(
+                grace_secs = grace,
+                "shutting down: no new connections, finishing in-flight requests and jobs"
+            );
+            // Workers stop taking jobs; running ones get the grace period, the rest go
+            // back to the queue for other nodes. In parallel, both listeners stop
+            // accepting and their in-flight requests get up to `grace`.
+            let jobs = supervisor.send(ReturnLeased { grace: job_grace });
+            let (_, _, jobs) = futures_util::future::join3(main_handle.stop(true), admin_handle.stop(true), jobs).await;
+            log_jobs(jobs);
+            // Leave the membership last: until the listeners are drained we are still serving.
+            let _ = membership.send(Leave).await;
+        })
+    };
     let (a, b) = futures_util::future::join(serve_outside_system(main), admin).await;
+    // The listeners end early when there is nothing in flight: `run` must not return (and
+    // the System must not stop, dropping the queue workers mid-return) before the whole
+    // shutdown sequence has run.
+    if signalled.get() {
+        let _ = shutdown.await;
+    } else {
+        // A listener failed: no signal, but held jobs still go back at once.
+        shutdown.abort();
+        log_jobs(queue_supervisor.send(ReturnLeased { grace: std::time::Duration::ZERO }).await);
+        let _ = membership.send(Leave).await;
+    }
     a?;
     b?;
     tracing::info!(node = %node_id, "gateway node stopped");
@@ -326,6 +350,22 @@ where
         })
         .map_err(|source| StartError::Bind { addr, source })?;
     Ok(builder.run())
+}
+
+/// The log line with what became of the queue jobs this node held at shutdown.
+fn log_jobs(jobs: Result<actors::queue::ShutdownCounts, actix::MailboxError>) {
+    match jobs {
+        Ok(c) => tracing::info!(
+            finished = c.finished,
+            returned = c.returned,
+            stranded = c.stranded,
+            "queue jobs at shutdown: {} finished, {} returned to the queue, {} left to lease expiry",
+            c.finished,
+            c.returned,
+            c.stranded
+        ),
+        Err(e) => tracing::warn!(error = %e, "queue jobs at shutdown: the queue supervisor did not answer"),
+    }
 }
 
 /// Starts the analytics actor (Redis-backed when Redis is configured); a no-op handle

@@ -291,6 +291,10 @@ impl MemoryQueue {
         let mut g = self.lock();
         let Some(job) = g.jobs.get_mut(id).filter(|j| Self::holds(j, token, now)) else { return false };
         job.lease = None;
+        // A started run cut short by the shutdown does not count (as in queue_return.lua).
+        if job.status == JobStatus::Running {
+            job.attempts = job.attempts.saturating_sub(1);
+        }
         job.status = JobStatus::Queued;
         let lists = g.lists(service);
         lists.processing.retain(|j| j != id);
@@ -390,6 +394,26 @@ mod tests {
         let rec = q.get("s", "s-1").expect("job");
         assert_eq!((rec.status, rec.attempts), (JobStatus::Queued, 0));
         assert_eq!(q.stats("s").dead, 0);
+    }
+
+    #[test]
+    fn a_job_given_back_at_shutdown_goes_first_and_its_cut_run_is_not_counted() {
+        let q = MemoryQueue::default();
+        let s = spec(10, 3);
+        q.enqueue("s", &s, "s-1", &job("a", None));
+        q.enqueue("s", &s, "s-2", &job("a", None));
+        let id = q.take_now("s").expect("queued");
+        assert!(q.claim("s", &id, "t", s.lease.get()).is_some());
+        assert_eq!(q.start("s", &id, "t", &s), Start::Run(1));
+        assert!(!q.give_back("s", &id, "other"), "only the lease holder gives a job back");
+        assert!(q.give_back("s", &id, "t"));
+        let rec = q.get("s", &id).expect("job");
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Queued, 0));
+        assert_eq!(q.take_now("s").as_deref(), Some(id.as_str()), "a returned job is next");
+        // Given back before its run started: nothing to take back.
+        assert!(q.claim("s", &id, "u", s.lease.get()).is_some());
+        assert!(q.give_back("s", &id, "u"));
+        assert_eq!(q.get("s", &id).map(|r| r.attempts), Some(0));
     }
 
     #[test]

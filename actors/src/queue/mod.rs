@@ -27,7 +27,7 @@ pub use model::{
     Finish, JobRecord, JobRequest, JobResult, JobStatus, NewJob, QueueStats, RunOutcome, classify, job_service,
     new_job_id,
 };
-pub use worker::{QueueSupervisor, QueueWorker, ReturnLeased};
+pub use worker::{QueueSupervisor, QueueWorker, ReturnLeased, ShutdownCounts};
 
 use crate::redis::{Store, StoreError};
 use crate::registry::{Route, RoutesView};

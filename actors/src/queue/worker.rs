@@ -6,8 +6,10 @@
 //!
 //! `QueueSupervisor` keeps the workers in line with the route table (services and their
 //! `concurrency` can change at run time), reaps expired leases on the leader, refreshes
-//! `gateway_queue_depth`, and on `ReturnLeased` (graceful shutdown) stops every worker and
-//! puts the jobs they hold back at the front of their queues.
+//! `gateway_queue_depth`, and on `ReturnLeased` (graceful shutdown) stops every worker:
+//! no new job is taken, a job not yet started goes back to the front of its queue at once,
+//! a running one may finish until the grace deadline and is given back (its attempt not
+//! counted) when it has not. The handler answers only once every worker has done so.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -28,7 +30,7 @@ use crate::spec::{Algorithm, FailureMode, PolicySpec, QueueSpec};
 const BLOCK: Duration = Duration::from_secs(1);
 /// Supervisor period: worker reconciliation, depth gauges, reaping.
 const TICK: Duration = Duration::from_secs(1);
-/// Longest wait for workers to hand their jobs back at shutdown.
+/// Longest wait, after the grace deadline, for workers to hand their jobs back.
 const RETURN_WAIT: Duration = Duration::from_secs(5);
 /// Rate-limit policy name of the start permits (key `queue:<service>`).
 const PERMIT_POLICY: &str = "start";
@@ -40,8 +42,9 @@ enum Mode {
     Run,
     /// Finish the current job, then stop.
     Drain,
-    /// Give the current job back at once and stop (shutdown).
-    Abort,
+    /// Shutdown: take nothing more; give a job not yet started back at once; let a running
+    /// one finish until the deadline, then give it back.
+    Stop(tokio::time::Instant),
 }
 
 struct Shared {
@@ -49,6 +52,28 @@ struct Shared {
     runner: Rc<dyn JobRunner>,
     limiter: Limiter,
     node: Arc<str>,
+    /// What the workers did with their jobs since the shutdown began.
+    shutdown: std::cell::Cell<ShutdownCounts>,
+}
+
+/// Jobs this node's workers held when the shutdown began, by what became of them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownCounts {
+    /// Finished (their outcome recorded) within the grace period.
+    pub finished: u64,
+    /// Given back to the front of their queues (a started run not counted in `attempts`).
+    pub returned: u64,
+    /// Neither: the lease was lost, or Redis did not answer; the reaper returns them when
+    /// their lease expires.
+    pub stranded: u64,
+}
+
+impl Shared {
+    fn tally(&self, f: impl FnOnce(&mut ShutdownCounts)) {
+        let mut c = self.shutdown.get();
+        f(&mut c);
+        self.shutdown.set(c);
+    }
 }
 
 /// One job slot of one service on this node.
@@ -68,15 +93,22 @@ impl Actor for QueueWorker {
     }
 }
 
-/// Stop every worker of this node and put the jobs they hold back on their queues.
+/// Graceful shutdown of this node's workers: stop taking jobs; finish the ones in flight
+/// within `grace` or put them back on their queues. Answers once every worker stopped.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReturnLeased;
+#[rtype(result = "ShutdownCounts")]
+pub struct ReturnLeased {
+    /// How long running jobs may take to finish before they are given back.
+    pub grace: Duration,
+}
 
 /// Starts and stops `QueueWorker`s, reaps expired leases on the leader.
 pub struct QueueSupervisor {
     shared: Rc<Shared>,
     workers: HashMap<String, Vec<watch::Sender<Mode>>>,
+    /// Workers told to drain (service removed, concurrency lowered) that may still hold
+    /// a job: a shutdown must stop them too.
+    draining: Vec<watch::Sender<Mode>>,
     /// Per service: ids seen on `processing` without a lease at the last pass. A job is
     /// reaped only when leaseless on two passes in a row, so a worker between its `BLMOVE`
     /// and its lease is never robbed.
@@ -90,8 +122,9 @@ impl QueueSupervisor {
     /// `limiter`, on node `node`.
     pub fn new(queues: Queues, runner: Rc<dyn JobRunner>, limiter: Limiter, node: Arc<str>) -> Self {
         Self {
-            shared: Rc::new(Shared { queues, runner, limiter, node }),
+            shared: Rc::new(Shared { queues, runner, limiter, node, shutdown: Default::default() }),
             workers: HashMap::new(),
+            draining: Vec::new(),
             suspects: HashMap::new(),
             chores_running: false,
             stopping: false,
@@ -100,11 +133,14 @@ impl QueueSupervisor {
 
     fn reconcile(&mut self) {
         let wanted: HashMap<String, QueueSpec> = self.shared.queues.services().into_iter().collect();
+        self.draining.retain(|s| !s.is_closed());
+        let draining = &mut self.draining;
         self.workers.retain(|name, slots| {
             let keep = wanted.contains_key(name);
             if !keep {
-                for s in slots.iter() {
+                for s in slots.drain(..) {
                     let _ = s.send(Mode::Drain);
+                    draining.push(s);
                 }
             }
             keep
@@ -116,6 +152,7 @@ impl QueueSupervisor {
             while slots.len() > n {
                 if let Some(s) = slots.pop() {
                     let _ = s.send(Mode::Drain);
+                    self.draining.push(s);
                 }
             }
             while slots.len() < n {
@@ -173,19 +210,24 @@ impl Actor for QueueSupervisor {
 }
 
 impl Handler<ReturnLeased> for QueueSupervisor {
-    type Result = ResponseFuture<()>;
-    fn handle(&mut self, _: ReturnLeased, _: &mut Context<Self>) -> Self::Result {
+    type Result = ResponseFuture<ShutdownCounts>;
+    fn handle(&mut self, msg: ReturnLeased, _: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
-        let slots: Vec<watch::Sender<Mode>> = self.workers.drain().flat_map(|(_, s)| s).collect();
+        let deadline = tokio::time::Instant::now() + msg.grace;
+        // Workers already draining (service removed, concurrency lowered) stop the same way.
+        let slots: Vec<watch::Sender<Mode>> =
+            self.workers.drain().flat_map(|(_, s)| s).chain(self.draining.drain(..)).collect();
         for s in &slots {
-            let _ = s.send(Mode::Abort);
+            let _ = s.send(Mode::Stop(deadline));
         }
+        let shared = Rc::clone(&self.shared);
         Box::pin(async move {
-            // A worker drops its receiver once its job is back on the queue.
+            // A worker drops its receiver once it holds no job any more.
             let all = futures_util::future::join_all(slots.iter().map(|s| s.closed()));
-            if tokio::time::timeout(RETURN_WAIT, all).await.is_err() {
+            if tokio::time::timeout_at(deadline + RETURN_WAIT, all).await.is_err() {
                 tracing::warn!("some queue workers did not return their jobs in time; their leases will expire");
             }
+            shared.shutdown.get()
         })
     }
 }
@@ -249,15 +291,52 @@ fn spec_of(shared: &Shared, service: &str) -> Option<QueueSpec> {
     shared.queues.routes().load().get(service).and_then(|r| r.spec.queue.clone())
 }
 
-/// The worker loop; returns (dropping `mode`) when told to stop.
+/// Whether the worker was told to shut down (or its supervisor is gone).
+fn told_to_stop(mode: &watch::Receiver<Mode>) -> bool {
+    matches!(*mode.borrow(), Mode::Stop(_)) || mode.has_changed().is_err()
+}
+
+/// Resolves once the worker is told to shut down (or its supervisor is gone).
+async fn stopping(mode: &mut watch::Receiver<Mode>) {
+    loop {
+        if matches!(*mode.borrow_and_update(), Mode::Stop(_)) {
+            return;
+        }
+        if mode.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves at the shutdown's grace deadline (at once when the supervisor is gone).
+async fn grace_over(mode: &mut watch::Receiver<Mode>) {
+    loop {
+        let current = *mode.borrow_and_update();
+        if let Mode::Stop(deadline) = current {
+            return tokio::time::sleep_until(deadline).await;
+        }
+        if mode.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The worker loop; returns (dropping `mode`) when told to stop and holding no job.
 async fn work(shared: Rc<Shared>, service: String, mut mode: watch::Receiver<Mode>) {
     let mut taker = Taker::new(&shared.queues, &service);
     let mut backoff = Duration::from_millis(100);
-    while *mode.borrow() == Mode::Run {
+    while *mode.borrow() == Mode::Run && !told_to_stop(&mode) {
         let Some(spec) = spec_of(&shared, &service) else { break };
-        let taken = tokio::select! {
-            r = taker.take() => r,
-            changed = mode.changed() => if changed.is_err() { break } else { continue },
+        // A `BLMOVE` is never abandoned: Redis may already have moved an id to
+        // `processing` for us. It ends within `BLOCK`; a job it brings while stopping is
+        // leased and given back at once.
+        let taken = {
+            let take = taker.take();
+            tokio::pin!(take);
+            tokio::select! {
+                r = &mut take => r,
+                _ = mode.changed() => take.await,
+            }
         };
         let id = match taken {
             Ok(Some(id)) => id,
@@ -284,27 +363,66 @@ async fn work(shared: Rc<Shared>, service: String, mut mode: watch::Receiver<Mod
                 continue;
             }
         };
-        let run = run_job(&shared, &service, &spec, job, &token);
-        tokio::pin!(run);
-        let aborted = loop {
-            tokio::select! {
-                _ = &mut run => break false,
-                changed = mode.changed() => if changed.is_err() || *mode.borrow() == Mode::Abort { break true },
+        if told_to_stop(&mode) {
+            hand_back(&shared, &service, &id, &token).await;
+            break;
+        }
+        // Before its run starts a job is given back as soon as the shutdown begins; once
+        // running, it may finish until the grace deadline.
+        let attempt = tokio::select! {
+            a = permit_and_start(&shared, &service, &spec, &job.id, &token) => a,
+            _ = stopping(&mut mode) => {
+                hand_back(&shared, &service, &id, &token).await;
+                break;
             }
         };
-        if aborted {
-            if matches!(give_back(&shared.queues, &service, &id, &token).await, Ok(true)) {
-                count(&service, "requeued");
-                tracing::info!(service = %service, job = %id, "returned a held job to the queue");
+        let Some(attempt) = attempt else { continue };
+        let run = run_job(&shared, &service, &spec, job, attempt, &token);
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => {
+                if told_to_stop(&mode) {
+                    shared.tally(|c| c.finished += 1);
+                }
             }
-            break;
+            _ = grace_over(&mut mode) => {
+                hand_back(&shared, &service, &id, &token).await;
+                break;
+            }
         }
     }
 }
 
-/// Waits for a start permit (renewing the lease), counts the run, runs it (renewing the
-/// lease), records the outcome.
-async fn run_job(shared: &Shared, service: &str, spec: &QueueSpec, job: JobRequest, token: &str) {
+/// Shutdown: puts a held job back at the front of its queue and counts it.
+async fn hand_back(shared: &Shared, service: &str, id: &str, token: &str) {
+    match give_back(&shared.queues, service, id, token).await {
+        Ok(true) => {
+            count(service, "requeued");
+            metrics::counter!(crate::names::M_SHUTDOWN_RETURNED, "service" => service.to_string()).increment(1);
+            shared.tally(|c| c.returned += 1);
+            tracing::debug!(service, job = %id, "returned a held job to the queue");
+        }
+        Ok(false) => {
+            // Not ours any more: the deadline may have cut the run while its outcome was
+            // being recorded (then it is final), or the lease was lost.
+            let done = shared.queues.get(id).await.ok().flatten().is_some_and(|r| r.status.is_final());
+            if done {
+                shared.tally(|c| c.finished += 1);
+            } else {
+                shared.tally(|c| c.stranded += 1);
+                tracing::warn!(service, job = %id, "could not return a job at shutdown: its lease was lost");
+            }
+        }
+        Err(e) => {
+            shared.tally(|c| c.stranded += 1);
+            tracing::warn!(service, job = %id, error = %e, "could not return a job at shutdown; its lease will expire");
+        }
+    }
+}
+
+/// Waits for a start permit (renewing the lease) and counts the run: its attempt number,
+/// `None` when the job is not ours to run (lost, dead-lettered).
+async fn permit_and_start(shared: &Shared, service: &str, spec: &QueueSpec, id: &str, token: &str) -> Option<u32> {
     let queues = &shared.queues;
     let lease = spec.lease.get();
     let renew_every = (lease / 3).max(Duration::from_millis(100));
@@ -325,16 +443,28 @@ async fn run_job(shared: &Shared, service: &str, spec: &QueueSpec, job: JobReque
             Err(_) => Duration::from_millis(500),
         };
         tokio::time::sleep(wait.min(renew_every)).await;
-        if !matches!(renew(queues, service, &job.id, token, lease).await, Ok(true)) {
-            return; // Lost (or unknown): the reaper owns it now.
+        if !matches!(renew(queues, service, id, token, lease).await, Ok(true)) {
+            return None; // Lost (or unknown): the reaper owns it now.
         }
     }
-    let attempt = match start(queues, service, &job.id, token, spec, &shared.node).await {
-        Ok(Start::Run(n)) => n,
-        Ok(Start::Dead) => return count(service, "dead"),
-        Ok(Start::Lost) | Err(_) => return,
-    };
-    count(service, "started");
+    match start(queues, service, id, token, spec, &shared.node).await {
+        Ok(Start::Run(n)) => {
+            count(service, "started");
+            Some(n)
+        }
+        Ok(Start::Dead) => {
+            count(service, "dead");
+            None
+        }
+        Ok(Start::Lost) | Err(_) => None,
+    }
+}
+
+/// Runs a started job (renewing the lease) and records the outcome.
+async fn run_job(shared: &Shared, service: &str, spec: &QueueSpec, job: JobRequest, attempt: u32, token: &str) {
+    let queues = &shared.queues;
+    let lease = spec.lease.get();
+    let renew_every = (lease / 3).max(Duration::from_millis(100));
     let job = Arc::new(JobRequest { attempt, ..job });
     let route = queues.routes().load().get(service).cloned();
     let outcome = match route {
@@ -431,3 +561,7 @@ async fn give_back(q: &Queues, service: &str, id: &str, token: &str) -> Result<b
         Backend::Memory(m) => Ok(m.give_back(service, id, token)),
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
