@@ -12,7 +12,7 @@ use actors::circuit::Breakers;
 use actors::registry::Route;
 use bytes::Bytes;
 
-use super::headers::{connection_listed, is_hop_by_hop, upstream_headers};
+use super::headers::{clean_response_headers, upstream_headers};
 use super::{Forward, classify, read_all};
 use crate::error::GatewayError;
 use crate::pipeline::limits::{BodyKind, FaultSlot, LimitedBody};
@@ -91,12 +91,11 @@ pub async fn send_job(
         Ok(b) => b,
         Err(e) => return RunOutcome::Failed(format!("{} answered an unreadable body: {e}", endpoint.id)),
     };
-    let listed = connection_listed(res.headers());
-    let headers = res
-        .headers()
-        .iter()
-        .filter(|(n, _)| !is_hop_by_hop(n) && **n != header::CONTENT_LENGTH && !listed.contains(n))
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
-        .collect();
+    let mut kept = res.headers().clone();
+    clean_response_headers(&mut kept, res.status());
+    // The result's body is stored whole: no length of the wire's framing, not even a 304's.
+    kept.remove(header::CONTENT_LENGTH);
+    let headers =
+        kept.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string()))).collect();
     RunOutcome::Answered(JobResult { status: res.status().as_u16(), headers, body: body.to_vec() })
 }

@@ -419,12 +419,12 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             continue;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in super::headers::connection_tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive |= res.version == Some(0);
-                } else if !token.is_empty() {
+                } else {
                     listed.push(token);
                 }
             }
@@ -471,13 +471,9 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
     Ok(Some((len, Parsed { status, headers, length, framing, keep_alive })))
 }
 
-/// A `Content-Length` value: ASCII digits only (no sign, no spaces inside).
+/// A `Content-Length` value, by the proxy's one rule (`headers::content_length`).
 fn parse_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    super::headers::content_length(value)
 }
 
 impl Parsed {
