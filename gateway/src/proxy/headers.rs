@@ -52,6 +52,12 @@ pub(super) fn content_length(value: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
+/// Whether a header from a prepared header map (a queued job's, a health check's) is
+/// never sent as given: hop-by-hop, or set by the client itself (`Host`, the framing).
+pub(super) fn is_connection_specific(name: &HeaderName) -> bool {
+    is_hop_by_hop(name) || name == header::HOST || name == header::CONTENT_LENGTH
+}
+
 /// Calls `f` with every header to send upstream for this request, in order: the client's
 /// end-to-end headers, then the gateway's forwarding, identity, validator, request id,
 /// trace and `Via` headers (each name at most once among the gateway's own).
