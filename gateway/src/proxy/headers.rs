@@ -3,8 +3,8 @@
 //! `Content-Length` parsed strictly, spoofable identity and forwarding headers replaced
 //! by the gateway's own, `Via` appended.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 
 use super::Forward;
 use crate::names;
@@ -152,6 +152,21 @@ pub fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
     out.insert(header::VIA, value);
 }
 
+/// Whether an answer to `method` with `status` has no body, whatever its headers say
+/// (RFC 9112 §6.3: HEAD, 1xx, 204, 304).
+pub(super) fn is_bodiless(method: &Method, status: StatusCode) -> bool {
+    *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// Whether the upstream's `Content-Length` is passed on: only a 304's (it describes the
+/// stored representation); any other body's length is re-derived from the body we send.
+pub(super) fn keeps_content_length(status: StatusCode) -> bool {
+    status == StatusCode::NOT_MODIFIED
+}
+
 /// Turns an upstream's response headers into the client's: hop-by-hop headers (and the
 /// ones `Connection` lists) removed, `Content-Length` removed except on a 304 (the body
 /// we send re-derives it). Returns the upstream's declared length.
@@ -163,7 +178,7 @@ pub(super) fn clean_response_headers(headers: &mut HeaderMap, status: StatusCode
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    if status != StatusCode::NOT_MODIFIED {
+    if !keeps_content_length(status) {
         headers.remove(header::CONTENT_LENGTH);
     }
     length
@@ -197,6 +212,16 @@ mod tests {
         for bad in [&b""[..], b"+1", b"-1", b"1 2", b"1,1", b"0x10", b"18446744073709551616", b"99999999999999999999"] {
             assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn bodiless_answers_follow_rfc_9112() {
+        assert!(is_bodiless(&Method::HEAD, StatusCode::OK));
+        assert!(is_bodiless(&Method::GET, StatusCode::NO_CONTENT));
+        assert!(is_bodiless(&Method::GET, StatusCode::NOT_MODIFIED));
+        assert!(is_bodiless(&Method::GET, StatusCode::CONTINUE));
+        assert!(!is_bodiless(&Method::GET, StatusCode::OK));
+        assert!(!is_bodiless(&Method::POST, StatusCode::NOT_FOUND));
     }
 
     #[test]

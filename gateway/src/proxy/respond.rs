@@ -32,10 +32,7 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Tracked<S
 pub(super) fn respond(answer: Response, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse {
     let Response { status, mut headers, length, body } = answer;
     headers::append_via(&mut headers, via);
-    let no_body = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let no_body = headers::is_bodiless(method, status);
     let mut response = if no_body {
         match length {
             // HEAD: announce the length; the codec sends no body for HEAD.

@@ -444,7 +444,7 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
                 return Err(Error::Invalid("conflicting Content-Length"));
             }
             length = Some(n);
-            if status != StatusCode::NOT_MODIFIED {
+            if !super::headers::keeps_content_length(status) {
                 continue;
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -482,11 +482,7 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
     if close || (chunked.is_some() && (length.is_some() || res.version == Some(0))) || *method == Method::CONNECT {
         keep_alive = false;
     }
-    let framing = if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    let framing = if super::headers::is_bodiless(method, status) {
         BodyFraming::None
     } else {
         match (chunked, length) {
