@@ -60,6 +60,26 @@ fn tls_settings_carry_alpn_and_check_client_certificates() {
     assert!(err.contains("client certificate"), "{err}");
 }
 
+#[test]
+fn a_client_certificate_and_key_are_accepted() {
+    let dir = std::env::temp_dir().join(format!("gw-client-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=gateway", "-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(&dir)
+        .output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no openssl to make a client certificate");
+        return;
+    }
+    let (cert, key) = (std::fs::read(dir.join("cert.pem")).unwrap(), std::fs::read(dir.join("key.pem")).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(TlsSettings::default().client_cert(&cert, &key).build().is_ok());
+    let err = TlsSettings::default().client_cert(&cert, &cert).build().err().unwrap();
+    assert!(err.contains("private key"), "{err}");
+}
+
 /// A raw upstream answering one request with `answer`.
 async fn one_answer(answer: &'static [u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
