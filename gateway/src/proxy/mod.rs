@@ -15,8 +15,8 @@ pub use headers::append_via;
 pub use health::UpstreamProbe;
 pub use jobs::{buffer_body, endpoint_url, job_headers, send_job};
 pub use upstream::{
-    Error as UpstreamError, Fetcher, H2, HTTP_11, Request, RequestBody, RequestHeaders, Response, ResponseBody,
-    TlsConfig, TlsSettings, Upgrade, Upgraded, Upstream,
+    Error as UpstreamError, Fetcher, H2, HTTP_11, NoStream, Request, RequestBody, RequestHeaders, Response,
+    ResponseBody, TlsConfig, TlsSettings, Upgrade, Upgraded, Upstream,
 };
 
 use std::sync::Arc;
