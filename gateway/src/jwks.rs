@@ -32,7 +32,7 @@ pub struct JwksFetcher {
     url: String,
     refresh: Duration,
     guard: Addr<AuthGuard>,
-    client: Option<awc::Client>,
+    client: Option<crate::proxy::Fetcher>,
     last_on_demand: Option<Instant>,
     status: NodeStatus,
 }
@@ -50,7 +50,7 @@ impl JwksFetcher {
 impl Actor for JwksFetcher {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.client = Some(awc::Client::builder().timeout(FETCH_TIMEOUT).finish());
+        self.client = Some(crate::proxy::Fetcher::new(FETCH_TIMEOUT, true));
         ctx.notify(RefreshJwks::Scheduled);
         ctx.run_interval(self.refresh, |_, ctx| ctx.notify(RefreshJwks::Scheduled));
     }
@@ -75,11 +75,7 @@ impl Handler<RefreshJwks> for JwksFetcher {
         AtomicResponse::new(Box::pin(
             async move {
                 let fetched = async {
-                    let mut res = client.get(&url).send().await.map_err(|e| e.to_string())?;
-                    if !res.status().is_success() {
-                        return Err(format!("HTTP {}", res.status()));
-                    }
-                    let body = res.body().limit(MAX_JWKS_BYTES).await.map_err(|e| e.to_string())?;
+                    let body = client.get(&url, MAX_JWKS_BYTES).await.map_err(|e| e.to_string())?;
                     parse_jwks(&body)
                 };
                 match fetched.await {

@@ -188,11 +188,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     };
     let tls = proxy::tls_config(extra_ca.as_deref()).map_err(StartError::Tls)?;
     // Health checks go through the traffic's clients (TLS included), on this thread.
-    let health_probe = std::rc::Rc::new(proxy::UpstreamProbe::new(proxy::client(tls.clone())));
+    let health_probe = std::rc::Rc::new(proxy::UpstreamProbe::new(proxy::Upstream::new(&tls)));
     HealthChecker::new(routes.clone(), registry.clone(), status.clone(), health_probe).start();
     // Queue workers run on this (the System) thread, with their own upstream client.
     let runner =
-        crate::queue::runner::HttpRunner::new(proxy::client(tls.clone()), n.max_body.bytes(), Some(breakers.clone()));
+        crate::queue::runner::HttpRunner::new(proxy::Upstream::new(&tls), n.max_body.bytes(), Some(breakers.clone()));
     let permits = Limiter::new(store.as_ref().map(|s| s.for_actor("queue")), status.clone());
     let queue_supervisor =
         QueueSupervisor::new(queues.clone(), std::rc::Rc::new(runner), permits, Arc::clone(&node)).start();
@@ -206,7 +206,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                 .app_data(app_pipeline.clone())
                 .app_data(health.clone())
                 .app_data(guard_data.clone())
-                .app_data(web::Data::new(proxy::client(tls.clone())))
+                .app_data(web::Data::new(proxy::Upstream::new(&tls)))
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
                 .route("/auth/logout", web::post().to(pipeline::logout::logout))

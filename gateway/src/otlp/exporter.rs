@@ -55,7 +55,7 @@ pub struct Finished {
 pub struct OtlpExporter {
     url: String,
     resource: Value,
-    client: awc::Client,
+    client: crate::proxy::Fetcher,
     pending: Vec<Finished>,
     in_flight: bool,
 }
@@ -64,7 +64,7 @@ impl OtlpExporter {
     /// Exports to `<endpoint>/v1/traces` with resource `service.name` and the node id.
     pub fn new(endpoint: &str, service_name: &str, node: &str) -> Self {
         let resource = json!({"attributes": [attr("service.name", service_name), attr("service.instance.id", node)]});
-        let client = awc::Client::builder().timeout(EXPORT_TIMEOUT).no_default_headers().finish();
+        let client = crate::proxy::Fetcher::new(EXPORT_TIMEOUT, false);
         Self {
             url: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
             resource,
@@ -83,12 +83,12 @@ impl OtlpExporter {
         let count = spans.len() as u64;
         let body = json!({"resourceSpans": [{"resource": self.resource,
             "scopeSpans": [{"scope": {"name": "gateway", "version": env!("CARGO_PKG_VERSION")}, "spans": spans}]}]});
-        let req = self.client.post(&self.url).insert_header(("content-type", "application/json"));
+        let (client, url) = (self.client.clone(), self.url.clone());
         self.in_flight = true;
         let fut = async move {
-            match req.send_json(&body).await {
-                Ok(res) if res.status().is_success() => Ok(()),
-                Ok(res) => Err(format!("collector answered {}", res.status())),
+            match client.post_json(&url, &body).await {
+                Ok(()) => Ok(()),
+                Err(crate::proxy::UpstreamError::Status(s)) => Err(format!("collector answered {s}")),
                 Err(e) => Err(e.to_string()),
             }
         };

@@ -158,7 +158,7 @@ pub async fn entry(
     req: HttpRequest,
     payload: web::Payload,
     cx: web::Data<Pipeline>,
-    client: web::Data<awc::Client>,
+    client: web::Data<proxy::Upstream>,
 ) -> HttpResponse {
     let started = Instant::now();
     let request_id = request_id::of(&req);
@@ -190,7 +190,7 @@ async fn run(
     req: &HttpRequest,
     payload: web::Payload,
     cx: &web::Data<Pipeline>,
-    client: &web::Data<awc::Client>,
+    client: &web::Data<proxy::Upstream>,
     request_id: &HeaderValue,
     started: Instant,
     trace: &mut Trace,

@@ -1,8 +1,10 @@
-//! Header rules of the proxy, both directions: hop-by-hop headers removed, spoofable
-//! identity and forwarding headers replaced by the gateway's own, `Via` appended.
+//! Header rules of the proxy, both directions, for every upstream client (the one place
+//! they are written): hop-by-hop headers removed (with the ones `Connection` lists),
+//! `Content-Length` parsed strictly, spoofable identity and forwarding headers replaced
+//! by the gateway's own, `Via` appended.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 
 use super::Forward;
 use crate::names;
@@ -25,14 +27,35 @@ pub(super) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
+/// The tokens of one `Connection` header value (`close`, `keep-alive` or header names),
+/// trimmed, empty ones skipped.
+pub(super) fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+}
+
 /// Extra hop-by-hop names listed in the `Connection` header.
 pub(super) fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .flat_map(|v| connection_tokens(v.as_bytes()))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect()
+}
+
+/// A `Content-Length` value (RFC 9110 §8.6): ASCII digits only — no sign, no spaces
+/// inside, no list — around optional whitespace, at most 19 digits; `None` otherwise.
+pub(super) fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// Whether a header from a prepared header map (a queued job's, a health check's) is
+/// never sent as given: hop-by-hop, or set by the client itself (`Host`, the framing).
+pub(super) fn is_connection_specific(name: &HeaderName) -> bool {
+    is_hop_by_hop(name) || name == header::HOST || name == header::CONTENT_LENGTH
 }
 
 /// Calls `f` with every header to send upstream for this request, in order: the client's
@@ -129,19 +152,33 @@ pub fn append_via(out: &mut HeaderMap, via: &HeaderValue) {
     out.insert(header::VIA, value);
 }
 
+/// Whether an answer to `method` with `status` has no body, whatever its headers say
+/// (RFC 9112 §6.3: HEAD, 1xx, 204, 304).
+pub(super) fn is_bodiless(method: &Method, status: StatusCode) -> bool {
+    *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// Whether the upstream's `Content-Length` is passed on: only a 304's (it describes the
+/// stored representation); any other body's length is re-derived from the body we send.
+pub(super) fn keeps_content_length(status: StatusCode) -> bool {
+    status == StatusCode::NOT_MODIFIED
+}
+
 /// Turns an upstream's response headers into the client's: hop-by-hop headers (and the
 /// ones `Connection` lists) removed, `Content-Length` removed except on a 304 (the body
 /// we send re-derives it). Returns the upstream's declared length.
 pub(super) fn clean_response_headers(headers: &mut HeaderMap, status: StatusCode) -> Option<u64> {
-    let length =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| content_length(v.as_bytes()));
     for name in connection_listed(headers) {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    if status != StatusCode::NOT_MODIFIED {
+    if !keeps_content_length(status) {
         headers.remove(header::CONTENT_LENGTH);
     }
     length
@@ -165,6 +202,32 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret-Hop"));
         let l = connection_listed(&h);
         assert!(l.contains(&HeaderName::from_static("x-secret-hop")));
+    }
+
+    #[test]
+    fn content_lengths_are_digits_only() {
+        assert_eq!(content_length(b"12"), Some(12));
+        assert_eq!(content_length(b" 0 "), Some(0));
+        assert_eq!(content_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        for bad in [&b""[..], b"+1", b"-1", b"1 2", b"1,1", b"0x10", b"18446744073709551616", b"99999999999999999999"] {
+            assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn bodiless_answers_follow_rfc_9112() {
+        assert!(is_bodiless(&Method::HEAD, StatusCode::OK));
+        assert!(is_bodiless(&Method::GET, StatusCode::NO_CONTENT));
+        assert!(is_bodiless(&Method::GET, StatusCode::NOT_MODIFIED));
+        assert!(is_bodiless(&Method::GET, StatusCode::CONTINUE));
+        assert!(!is_bodiless(&Method::GET, StatusCode::OK));
+        assert!(!is_bodiless(&Method::POST, StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn connection_tokens_are_trimmed() {
+        let t: Vec<&[u8]> = connection_tokens(b" close ,, X-A,keep-alive").collect();
+        assert_eq!(t, [&b"close"[..], b"X-A", b"keep-alive"]);
     }
 
     #[test]

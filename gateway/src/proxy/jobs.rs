@@ -1,6 +1,6 @@
 //! Queued jobs (SPEC §9): the same header rules, balancer and timeouts as proxied
 //! requests, with the request captured at enqueue time and the answer buffered as the
-//! job's result. Jobs run on the queue thread's awc client.
+//! job's result. Jobs run on the queue thread's `Upstream`.
 
 use std::sync::Arc;
 
@@ -8,12 +8,13 @@ use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::web;
 use actors::balancer::{Endpoint, InFlight};
-use actors::circuit::Breakers;
+use actors::circuit::{Breakers, CallOutcome};
 use actors::registry::Route;
 use bytes::Bytes;
 
-use super::headers::{connection_listed, is_hop_by_hop, upstream_headers};
-use super::{Forward, classify, read_all};
+use super::headers::upstream_headers;
+use super::upstream::{NoStream, Request, RequestBody, RequestHeaders, Response, Upstream};
+use super::{Forward, UpstreamError, read_all};
 use crate::error::GatewayError;
 use crate::pipeline::limits::{BodyKind, FaultSlot, LimitedBody};
 
@@ -42,10 +43,10 @@ pub fn endpoint_url(ep: &Endpoint, path: &str, query: &str) -> String {
 }
 
 /// Runs one queued job: the route's balancer picks an endpoint, the stored request goes
-/// out with the service timeout, and the answer (at most `max_body` bytes, hop-by-hop
-/// headers removed) comes back as the job's result.
+/// out with the service timeout (covering the answer's body too), and the answer (at
+/// most `max_body` bytes, hop-by-hop headers removed) comes back as the job's result.
 pub async fn send_job(
-    client: &awc::Client,
+    upstream: &Upstream,
     route: &Route,
     job: &actors::queue::JobRequest,
     max_body: u64,
@@ -62,41 +63,47 @@ pub async fn send_job(
         return RunOutcome::Failed(format!("invalid method {:?}", r.method));
     };
     let timeout = route.spec.timeout.get();
-    let mut creq = client.request(method, endpoint_url(&endpoint, &r.path, &r.query)).timeout(timeout).no_decompress();
-    let headers = creq.headers_mut();
+    let mut headers = HeaderMap::with_capacity(r.headers.len());
     for (name, value) in &r.headers {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             headers.append(n, v);
         }
     }
-    let sent = if r.body.is_empty() {
-        creq.send_body(actix_web::body::None::new()).await
-    } else {
-        creq.send_body(Bytes::copy_from_slice(&r.body)).await
+    let body = if r.body.is_empty() { RequestBody::None } else { RequestBody::Full(Bytes::copy_from_slice(&r.body)) };
+    let request: Request<'_, NoStream> = Request {
+        endpoint: &endpoint,
+        method: &method,
+        path: &r.path,
+        query: &r.query,
+        headers: RequestHeaders::Map(&headers),
+        body,
     };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let sent =
+        tokio::time::timeout_at(deadline, upstream.send(request, false)).await.unwrap_or(Err(UpstreamError::Timeout));
     if let Some((b, spec)) = breaker {
-        let ok = sent.as_ref().is_ok_and(|res| !spec.is_failure(res.status().as_u16()));
-        let outcome = if ok { actors::circuit::CallOutcome::Success } else { actors::circuit::CallOutcome::Failure };
+        let ok = sent.as_ref().is_ok_and(|res| !spec.is_failure(res.status.as_u16()));
+        let outcome = if ok { CallOutcome::Success } else { CallOutcome::Failure };
         b.record(&route.name, &endpoint, outcome, false);
     }
-    let mut res = match sent {
+    let Response { status, headers: mut kept, body, .. } = match sent {
         Ok(res) => res,
         Err(e) => {
-            let err = classify(e, timeout, &endpoint);
+            let err = e.into_gateway(timeout, &endpoint);
             tracing::warn!(service = %route.name, endpoint = %endpoint.id, job = %job.id, error = %err, "queued job failed upstream");
             return RunOutcome::Failed(err.to_string());
         }
     };
-    let body = match res.body().limit(usize::try_from(max_body).unwrap_or(usize::MAX)).await {
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let read = tokio::time::timeout_at(deadline, body.read_to_end(limit)).await.unwrap_or(Err(UpstreamError::Timeout));
+    let body = match read {
         Ok(b) => b,
         Err(e) => return RunOutcome::Failed(format!("{} answered an unreadable body: {e}", endpoint.id)),
     };
-    let listed = connection_listed(res.headers());
-    let headers = res
-        .headers()
-        .iter()
-        .filter(|(n, _)| !is_hop_by_hop(n) && **n != header::CONTENT_LENGTH && !listed.contains(n))
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string())))
-        .collect();
-    RunOutcome::Answered(JobResult { status: res.status().as_u16(), headers, body: body.to_vec() })
+    // Cleaned by the proxy's response rule; the result's body is stored whole: no length
+    // of the wire's framing, not even a 304's.
+    kept.remove(header::CONTENT_LENGTH);
+    let headers =
+        kept.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string()))).collect();
+    RunOutcome::Answered(JobResult { status: status.as_u16(), headers, body: body.to_vec() })
 }

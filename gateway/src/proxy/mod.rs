@@ -1,31 +1,33 @@
 //! Forwarding one request to an upstream endpoint: pooled keep-alive connections,
 //! streaming bodies both ways, hop-by-hop headers removed, forwarding headers added, the
 //! service timeout applied, and retries of idempotent requests on connect errors only
-//! (each retry to the balancer's next pick). Plain `http://` endpoints go through the
-//! lean client in `h1`; `https://` ones through awc with rustls.
+//! (each retry to the balancer's next pick). Every call goes through the one `Upstream`
+//! interface (`upstream/`), which picks the implementation per scheme.
 
 pub(crate) mod h1;
 mod headers;
 mod health;
 mod jobs;
 mod respond;
+mod upstream;
 
 pub use headers::append_via;
 pub use health::UpstreamProbe;
 pub use jobs::{buffer_body, endpoint_url, job_headers, send_job};
+pub use upstream::{
+    Error as UpstreamError, Fetcher, H2, HTTP_11, NoStream, Request, RequestBody, RequestHeaders, Response,
+    ResponseBody, TlsConfig, TlsSettings, Upgrade, Upgraded, Upstream,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::{BodyStream, SizedStream};
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::balancer::{Endpoint, InFlight};
 use actors::circuit::{Breakers, CallOutcome};
 use actors::registry::Route;
-use actors::spec::Scheme;
-use awc::error::{ConnectError, SendRequestError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
@@ -38,45 +40,8 @@ const REPLAY_MAX: u64 = 64 * 1024;
 
 /// Builds the TLS settings for `https://` upstreams: the Mozilla root set (webpki-roots)
 /// plus the PEM certificates of `extra_ca` (a private CA, `node.upstream_ca_file`).
-pub fn tls_config(extra_ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = extra_ca {
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| format!("invalid PEM: {e}"))?;
-            roots.add(cert).map_err(|e| format!("invalid CA certificate: {e}"))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err("no certificate found in the PEM file".into());
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// Builds the per-worker upstream client.
-pub fn client(tls: Arc<rustls::ClientConfig>) -> awc::Client {
-    let connector = awc::Connector::new()
-        .rustls_0_23(tls)
-        .timeout(Duration::from_secs(5))
-        .conn_keep_alive(h1::POOL_IDLE)
-        .conn_lifetime(Duration::from_secs(300))
-        .limit(0);
-    awc::Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .no_default_headers()
-        // Proxied requests time out through `tokio::time::timeout` (no boxed timer per
-        // request); jobs set their own timeout on the request.
-        .disable_timeout()
-        .finish()
+pub fn tls_config(extra_ca: Option<&[u8]>) -> Result<TlsConfig, String> {
+    TlsSettings::default().extra_ca(extra_ca).build()
 }
 
 /// Everything the proxy needs to know about one request.
@@ -161,7 +126,7 @@ pub async fn forward(
     fw: Forward<'_>,
     payload: Option<web::Payload>,
     kind: BodyKind,
-    client: &awc::Client,
+    upstream: &Upstream,
     outcome: &mut Outcome,
 ) -> Result<HttpResponse, GatewayError> {
     let method = fw.req.method();
@@ -195,14 +160,19 @@ pub async fn forward(
         // The service timeout runs from the request fully sent until the response head;
         // a streamed upload is the client's time (bounded by the request deadline).
         let upload = streamed.then_some((&fault, deadline));
-        let result = match endpoint.url.scheme() {
-            Scheme::Http => within(send_h1(&fw, &endpoint, &mut body), timeout, upload).await,
-            Scheme::Https => within(send_awc(&fw, &endpoint, &mut body, client), timeout, upload).await,
+        let request = Request {
+            endpoint: &endpoint,
+            method,
+            path: fw.upstream_path,
+            query: fw.req.query_string(),
+            headers: RequestHeaders::Forward(&fw),
+            body: take_body(&mut body, &fw),
         };
+        let result = within(upstream.send(request, is_idempotent(method)), timeout, upload).await;
         outcome.upstream_time = Some(sent_at.elapsed());
         outcome.sent_at = Some(sent_at);
         match result {
-            Ok(answer) => {
+            Ok(mut answer) => {
                 if let Some((b, spec)) = breaker {
                     let outcome = if spec.is_failure(answer.status.as_u16()) {
                         CallOutcome::Failure
@@ -211,11 +181,13 @@ pub async fn forward(
                     };
                     b.record(&fw.route.name, &endpoint, outcome, probe);
                 }
+                // A stalled body ends after the service timeout of silence.
+                answer.body = answer.body.idle_timeout(timeout);
                 return Ok(respond::respond(answer, in_flight, method, fw.via));
             }
             Err(e) => {
                 let client_fault = fault.get();
-                if client_fault.is_some() || e.is_request_body() {
+                if client_fault.is_some() || e.is_client_body() {
                     // The client's fault (body too large, too slow, cut off or broken), not
                     // the upstream's: no breaker failure, and a probe slot is given back
                     // (never counted as a successful probe: the upstream never answered).
@@ -224,14 +196,14 @@ pub async fn forward(
                     }
                     return Err(match client_fault {
                         Some(f) => f.into_error(fw.limits),
-                        None => e.into_error(timeout, &endpoint),
+                        None => e.into_gateway(timeout, &endpoint),
                     });
                 }
                 if let Some((b, _)) = breaker {
                     b.record(&fw.route.name, &endpoint, CallOutcome::Failure, probe);
                 }
                 let retriable = e.is_connect();
-                let err = e.into_error(timeout, &endpoint);
+                let err = e.into_gateway(timeout, &endpoint);
                 tracing::warn!(
                     service = %fw.route.name, endpoint = %endpoint.id, attempt, error = %err,
                     "upstream request failed"
@@ -256,12 +228,12 @@ async fn within<F>(
     attempt: F,
     timeout: Duration,
     upload: Option<(&FaultSlot, tokio::time::Instant)>,
-) -> Result<Answer, Failure>
+) -> Result<Response, UpstreamError>
 where
-    F: std::future::Future<Output = Result<Answer, Failure>>,
+    F: std::future::Future<Output = Result<Response, UpstreamError>>,
 {
     let Some((slot, deadline)) = upload else {
-        return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(Failure::Timeout));
+        return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(UpstreamError::Timeout));
     };
     let mut attempt = std::pin::pin!(attempt);
     let start = tokio::time::Instant::now();
@@ -278,155 +250,22 @@ where
             (None, _) => start + timeout,
         };
         if until <= now {
-            return Err(Failure::Timeout);
+            return Err(UpstreamError::Timeout);
         }
     }
 }
 
-/// An upstream's answer, whichever client fetched it; headers already cleaned.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    /// The declared body length (announced on HEAD answers).
-    length: Option<u64>,
-    body: AnswerBody,
-}
-
-enum AnswerBody {
-    Empty,
-    Full(Bytes),
-    H1(h1::ResponseBody),
-    /// The response, and body bytes already taken from it (`first_bytes`).
-    Awc(awc::ClientResponse, Option<Bytes>),
-}
-
-/// Why one attempt failed.
-enum Failure {
-    Timeout,
-    H1(h1::Error),
-    Awc(SendRequestError),
-    /// The answer arrived but cannot be passed on (a status outside 100–599).
-    Invalid(&'static str),
-}
-
-impl Failure {
-    /// Nothing reached the upstream: another endpoint may be tried.
-    fn is_connect(&self) -> bool {
-        match self {
-            Self::Timeout | Self::Invalid(_) => false,
-            Self::H1(e) => e.is_connect(),
-            Self::Awc(e) => matches!(e, SendRequestError::Connect(_)),
-        }
-    }
-
-    /// The request body coming from the client failed, not the upstream.
-    fn is_request_body(&self) -> bool {
-        matches!(self, Self::H1(h1::Error::Body(_)) | Self::Awc(SendRequestError::Body(_)))
-    }
-
-    fn into_error(self, timeout: Duration, ep: &Endpoint) -> GatewayError {
-        match self {
-            Self::H1(h1::Error::Body(e)) => unreadable_body(e),
-            Self::Awc(SendRequestError::Body(e)) => unreadable_body(e),
-            Self::Timeout | Self::H1(h1::Error::ConnectTimeout) => GatewayError::UpstreamTimeout(timeout),
-            Self::H1(h1::Error::Connect(e)) => {
-                GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {e}", ep.id))
-            }
-            Self::H1(e) => GatewayError::UpstreamUnavailable(format!("{} failed: {e}", ep.id)),
-            Self::Invalid(msg) => {
-                GatewayError::UpstreamUnavailable(format!("{} failed: invalid response: {msg}", ep.id))
-            }
-            Self::Awc(e) => classify(e, timeout, ep),
-        }
-    }
-}
-
-/// The request body for one attempt; a buffered body stays for the next one.
-fn take_body(body: &mut Body) -> h1::SendBody<LimitedBody<web::Payload>> {
+/// The request body for one attempt; a buffered body stays for the next one. An empty
+/// body the client framed with `Content-Length` keeps its (zero) length.
+fn take_body(body: &mut Body, fw: &Forward<'_>) -> RequestBody<LimitedBody<web::Payload>> {
     match std::mem::replace(body, Body::Empty) {
-        Body::Empty => h1::SendBody::Empty,
+        Body::Empty if fw.req.headers().contains_key(header::CONTENT_LENGTH) => RequestBody::Full(Bytes::new()),
+        Body::Empty => RequestBody::None,
         Body::Buffered(b) => {
             *body = Body::Buffered(b.clone());
-            h1::SendBody::Full(b)
+            RequestBody::Full(b)
         }
-        Body::Stream(s, n) => h1::SendBody::Stream(s, n),
-    }
-}
-
-/// Whether the client framed its (empty) body with a `Content-Length`.
-fn declares_length(fw: &Forward<'_>) -> bool {
-    fw.req.headers().contains_key(header::CONTENT_LENGTH)
-}
-
-/// One attempt to a plain-HTTP endpoint: the head is written straight from the request.
-async fn send_h1(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body) -> Result<Answer, Failure> {
-    let method = fw.req.method();
-    let send = take_body(body);
-    let framing = match &send {
-        // A client's `Content-Length: 0` is kept (some servers want a length on POST).
-        h1::SendBody::Empty if declares_length(fw) => h1::Framing::Length(0),
-        h1::SendBody::Empty => h1::Framing::None,
-        h1::SendBody::Full(b) => h1::Framing::Length(b.len() as u64),
-        h1::SendBody::Stream(_, Some(n)) => h1::Framing::Length(*n),
-        h1::SendBody::Stream(_, None) => h1::Framing::Chunked,
-    };
-    let mut head = h1::Head::new(method, ep, fw.upstream_path, fw.req.query_string());
-    headers::each_upstream_header(fw, |n, v| head.header(n, v));
-    let res = h1::send(ep, head.finish(framing), send, method, is_idempotent(method)).await.map_err(Failure::H1)?;
-    let body = match res.body {
-        h1::Body::Empty => AnswerBody::Empty,
-        h1::Body::Full(b) => AnswerBody::Full(b),
-        // A stalled body ends after the service timeout of silence.
-        h1::Body::Stream(s) => AnswerBody::H1(s.idle_timeout(fw.route.spec.timeout.get())),
-    };
-    Ok(Answer { status: res.status, headers: res.headers, length: res.length, body })
-}
-
-/// One attempt to an `https://` endpoint through awc.
-async fn send_awc(fw: &Forward<'_>, ep: &Endpoint, body: &mut Body, client: &awc::Client) -> Result<Answer, Failure> {
-    let url = endpoint_url(ep, fw.upstream_path, fw.req.query_string());
-    let mut creq = client.request(fw.req.method().clone(), url).no_decompress();
-    *creq.headers_mut() = headers::upstream_headers(fw);
-    if let Ok(host) = HeaderValue::from_maybe_shared(ep.host_header.clone()) {
-        creq.headers_mut().insert(header::HOST, host);
-    }
-    let sending = match take_body(body) {
-        h1::SendBody::Empty if declares_length(fw) => creq.send_body(Bytes::new()),
-        // `None`, not `()`: no `Content-Length: 0` on requests that had no body.
-        h1::SendBody::Empty => creq.send_body(actix_web::body::None::new()),
-        h1::SendBody::Full(b) => creq.send_body(b),
-        h1::SendBody::Stream(s, Some(n)) => creq.send_body(SizedStream::new(n, s)),
-        h1::SendBody::Stream(s, None) => creq.send_body(BodyStream::new(s)),
-    };
-    let res = sending.await.map_err(Failure::Awc)?;
-    let status = res.status();
-    if !(100..=599).contains(&status.as_u16()) {
-        return Err(Failure::Invalid("invalid status code"));
-    }
-    // The upstream's header map becomes ours: no per-header copies.
-    let mut headers = HeaderMap::new();
-    let res = res.map_body(|head, payload| {
-        headers = std::mem::take(&mut head.headers);
-        payload
-    });
-    let length = headers::clean_response_headers(&mut headers, status);
-    let mut res = res;
-    let first = first_bytes(&mut res, ep)?;
-    Ok(Answer { status, headers, length, body: AnswerBody::Awc(res, first) })
-}
-
-/// Takes the body bytes that already arrived with the head. A body failing on its very
-/// first poll (a malformed first chunk size) would make actix-web drop the connection
-/// before the response head goes out — an empty reply; failing here makes it a 502.
-fn first_bytes(res: &mut awc::ClientResponse, ep: &Endpoint) -> Result<Option<Bytes>, Failure> {
-    match futures_util::FutureExt::now_or_never(res.next()) {
-        Some(Some(Err(e))) => {
-            tracing::warn!(endpoint = %ep.id, error = %e, "upstream body failed before its first byte");
-            Err(Failure::Invalid("malformed body"))
-        }
-        Some(Some(Ok(bytes))) => Ok(Some(bytes)),
-        // Complete (or not here yet): the stream says so when polled.
-        Some(None) | None => Ok(None),
+        Body::Stream(s, n) => RequestBody::Stream(s, n),
     }
 }
 
@@ -501,20 +340,9 @@ fn unreadable_body(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::BadRequest(format!("could not read the request body: {e}"))
 }
 
-fn classify(e: SendRequestError, timeout: Duration, ep: &Endpoint) -> GatewayError {
-    match e {
-        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
-            GatewayError::UpstreamTimeout(timeout)
-        }
-        SendRequestError::Connect(c) => GatewayError::UpstreamUnavailable(format!("cannot connect to {}: {c}", ep.id)),
-        other => GatewayError::UpstreamUnavailable(format!("{} failed: {other}", ep.id)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::error::PayloadError;
 
     #[test]
     fn targets_join_the_base_path_path_and_query() {
@@ -527,25 +355,5 @@ mod tests {
         assert_eq!(joined("http://a:1/v1", "", ""), "/v1");
         assert_eq!(joined("http://a:1/v1", "/users", ""), "/v1/users");
         assert_eq!(endpoint_url(&ep("http://a:1/v1"), "/users", "x=1"), "http://a:1/v1/users?x=1");
-    }
-
-    #[test]
-    fn failures_are_classified_by_whose_fault_they_are() {
-        let ep =
-            Endpoint::new("s-0", "http://127.0.0.1:1".parse().unwrap(), 1, actors::balancer::EndpointSource::Config);
-        let t = Duration::from_secs(1);
-        let body = Failure::H1(h1::Error::Body(PayloadError::Incomplete(None)));
-        assert!(body.is_request_body() && !body.is_connect());
-        assert!(matches!(body.into_error(t, &ep), GatewayError::BadRequest(_)));
-        let refused = Failure::H1(h1::Error::Connect(std::io::ErrorKind::ConnectionRefused.into()));
-        assert!(refused.is_connect() && !refused.is_request_body());
-        assert!(matches!(refused.into_error(t, &ep), GatewayError::UpstreamUnavailable(_)));
-        assert!(Failure::H1(h1::Error::ConnectTimeout).is_connect());
-        assert!(matches!(Failure::H1(h1::Error::ConnectTimeout).into_error(t, &ep), GatewayError::UpstreamTimeout(_)));
-        assert!(matches!(Failure::Timeout.into_error(t, &ep), GatewayError::UpstreamTimeout(_)));
-        assert!(matches!(
-            Failure::H1(h1::Error::Invalid("x")).into_error(t, &ep),
-            GatewayError::UpstreamUnavailable(_)
-        ));
     }
 }

@@ -11,9 +11,10 @@ use actix_web::http::header::HeaderValue;
 use actix_web::http::{Method, StatusCode};
 use actors::balancer::InFlight;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
-use super::{Answer, AnswerBody, headers};
+use super::headers;
+use super::upstream::{Response, ResponseBody};
 
 /// Keeps an endpoint counted as busy until the response body has been sent.
 struct Tracked<S> {
@@ -28,13 +29,10 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Tracked<S
     }
 }
 
-pub(super) fn respond(answer: Answer, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse {
-    let Answer { status, mut headers, length, body } = answer;
+pub(super) fn respond(answer: Response, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse {
+    let Response { status, mut headers, length, body } = answer;
     headers::append_via(&mut headers, via);
-    let no_body = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let no_body = headers::is_bodiless(method, status);
     let mut response = if no_body {
         match length {
             // HEAD: announce the length; the codec sends no body for HEAD.
@@ -46,15 +44,10 @@ pub(super) fn respond(answer: Answer, in_flight: InFlight, method: &Method, via:
         }
     } else {
         match body {
-            AnswerBody::Empty => HttpResponse::with_body(status, Bytes::new()).map_into_boxed_body(),
+            ResponseBody::Empty => HttpResponse::with_body(status, Bytes::new()).map_into_boxed_body(),
             // Complete already: the endpoint is no longer busy with it.
-            AnswerBody::Full(b) => HttpResponse::with_body(status, b).map_into_boxed_body(),
-            AnswerBody::H1(s) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
-            AnswerBody::Awc(s, None) => streamed(status, length, Tracked { inner: s, _in_flight: in_flight }),
-            AnswerBody::Awc(s, Some(first)) => {
-                let s = futures_util::stream::once(std::future::ready(Ok(first))).chain(s);
-                streamed(status, length, Tracked { inner: s, _in_flight: in_flight })
-            }
+            ResponseBody::Full(b) => HttpResponse::with_body(status, b).map_into_boxed_body(),
+            body => streamed(status, length, Tracked { inner: body, _in_flight: in_flight }),
         }
     };
     *response.headers_mut() = headers;

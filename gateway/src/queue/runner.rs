@@ -1,5 +1,5 @@
 //! `HttpRunner`: the gateway's `JobRunner` — queued jobs go upstream through the proxy's
-//! balancer, header rules and timeouts (`proxy::send_job`) on this thread's awc client.
+//! balancer, header rules and timeouts (`proxy::send_job`) on this thread's `Upstream`.
 
 use std::sync::Arc;
 
@@ -7,16 +7,16 @@ use actors::queue::{JobRequest, JobRunner, RunOutcome};
 use actors::registry::Route;
 use futures_util::future::LocalBoxFuture;
 
-/// Runs jobs over one awc client (created on the thread the queue workers run on).
+/// Runs jobs over one `Upstream` (created on the thread the queue workers run on).
 pub struct HttpRunner {
-    client: awc::Client,
+    client: crate::proxy::Upstream,
     max_body: u64,
     breakers: Option<actors::circuit::Breakers>,
 }
 
 impl HttpRunner {
     /// A runner sending with `client`, keeping result bodies up to `max_body` bytes.
-    pub fn new(client: awc::Client, max_body: u64, breakers: Option<actors::circuit::Breakers>) -> Self {
+    pub fn new(client: crate::proxy::Upstream, max_body: u64, breakers: Option<actors::circuit::Breakers>) -> Self {
         Self { client, max_body, breakers }
     }
 }

@@ -88,7 +88,7 @@ pub struct Refresh {
     /// The node context.
     pub cx: web::Data<Pipeline>,
     /// The worker's upstream client.
-    pub client: web::Data<awc::Client>,
+    pub client: web::Data<proxy::Upstream>,
     /// The client request (its head).
     pub req: HttpRequest,
     /// The route.
@@ -139,7 +139,7 @@ impl Keys {
 pub async fn serve(
     layer: &CacheLayer,
     step: Step<'_>,
-    client: &awc::Client,
+    client: &proxy::Upstream,
     outcome: &mut Outcome,
     status: &mut Option<CacheStatus>,
     refresh: impl FnOnce() -> Refresh,
@@ -210,7 +210,7 @@ async fn fill(
     stale: Option<(Arc<CachedResponse>, String)>,
     payload: Option<web::Payload>,
     kind: BodyKind,
-    client: &awc::Client,
+    client: &proxy::Upstream,
     outcome: &mut Outcome,
     status: &mut Option<CacheStatus>,
 ) -> Result<HttpResponse, GatewayError> {

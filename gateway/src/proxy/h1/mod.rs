@@ -24,6 +24,8 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::upstream::ResponseBody as Body;
+pub use super::upstream::{RequestBody as SendBody, Response};
 pub use body::ResponseBody;
 use pool::Conn;
 pub use pool::IDLE as POOL_IDLE;
@@ -123,38 +125,6 @@ impl Head {
     }
 }
 
-/// The request body to send.
-pub enum SendBody<S> {
-    /// None.
-    Empty,
-    /// Fully in memory (sent in the same write as the head).
-    Full(Bytes),
-    /// Streamed from the client, with its length when declared.
-    Stream(S, Option<u64>),
-}
-
-/// The response body.
-pub enum Body {
-    /// None (HEAD, 1xx, 204, 304).
-    Empty,
-    /// Complete: it arrived with the head and the connection is back in the pool.
-    Full(Bytes),
-    /// Still arriving.
-    Stream(ResponseBody),
-}
-
-/// An upstream's answer.
-pub struct Response {
-    /// Status.
-    pub status: StatusCode,
-    /// Headers, hop-by-hop ones and `Content-Length` removed (kept on a 304).
-    pub headers: HeaderMap,
-    /// The declared `Content-Length`.
-    pub length: Option<u64>,
-    /// The body.
-    pub body: Body,
-}
-
 /// Sends one request to a plain-HTTP endpoint and reads the response head. Pooled
 /// connections are used only when still open and silent; `idempotent` requests without
 /// a streamed body that still fail on one before any answer are sent again on a new
@@ -183,7 +153,7 @@ where
             send_body_watching(&mut conn, stream, length).await?;
             read_response(conn, method).await
         }
-        SendBody::Empty | SendBody::Full(_) => {
+        SendBody::None | SendBody::Full(_) => {
             let mut wire = head;
             if let SendBody::Full(b) = body {
                 wire.extend_from_slice(&b);
@@ -197,6 +167,70 @@ where
                 }
             }
             exchange(connect(ep).await?, &wire, method, false).await.unwrap_or(Err(Error::Closed))
+        }
+    }
+}
+
+/// How an upgrade request was answered (`upgrade`).
+pub enum Switch {
+    /// `101 Switching Protocols`: the connection is the caller's.
+    Switched {
+        /// The `101`'s headers, all of them.
+        headers: HeaderMap,
+        /// The connection.
+        stream: TcpStream,
+        /// Bytes after the `101`'s head (the new protocol's first bytes).
+        read_ahead: BytesMut,
+    },
+    /// Any other final answer, read as usual.
+    Refused(Response),
+}
+
+/// Sends an upgrade request (its head carries `Connection: upgrade` and `Upgrade`) on a
+/// fresh connection that is never pooled, and reads the answer: a `101` hands the
+/// connection over; interim answers are skipped; anything else is a normal response.
+pub async fn upgrade(ep: &Endpoint, head: BytesMut, method: &Method) -> Result<Switch, Error> {
+    let mut conn = connect(ep).await?;
+    conn.spoiled = true;
+    conn.stream.write_all(&head).await.map_err(Error::Io)?;
+    loop {
+        if head_complete(&conn.buf, 0) {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut res = httparse::Response::new(&mut slots);
+            let len = match res.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) | Err(_) => return Err(Error::Invalid("malformed response head")),
+            };
+            match res.code {
+                Some(101) => {
+                    let mut headers = HeaderMap::with_capacity(res.headers.len());
+                    for h in res.headers.iter() {
+                        if let (Ok(n), Ok(v)) =
+                            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+                        {
+                            headers.append(n, v);
+                        }
+                    }
+                    let _ = conn.buf.split_to(len);
+                    let Conn { stream, buf, .. } = conn;
+                    return Ok(Switch::Switched { headers, stream, read_ahead: buf });
+                }
+                Some(100..=199) => {
+                    let _ = conn.buf.split_to(len);
+                    continue;
+                }
+                _ => return read_response(conn, method).await.map(Switch::Refused),
+            }
+        }
+        if conn.buf.len() > MAX_HEAD {
+            return Err(Error::Invalid("response head too large"));
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match conn.stream.read_buf(&mut conn.buf).await {
+            Ok(0) if conn.buf.is_empty() => return Err(Error::Closed),
+            Ok(0) => return Err(Error::Invalid("connection closed inside the head")),
+            Ok(_) => {}
+            Err(e) => return Err(Error::Io(e)),
         }
     }
 }
@@ -420,7 +454,7 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
                 return Err(Error::Invalid("conflicting Content-Length"));
             }
             length = Some(n);
-            if status != StatusCode::NOT_MODIFIED {
+            if !super::headers::keeps_content_length(status) {
                 continue;
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -429,12 +463,12 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             continue;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in super::headers::connection_tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive |= res.version == Some(0);
-                } else if !token.is_empty() {
+                } else {
                     listed.push(token);
                 }
             }
@@ -458,11 +492,7 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
     if close || (chunked.is_some() && (length.is_some() || res.version == Some(0))) || *method == Method::CONNECT {
         keep_alive = false;
     }
-    let framing = if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    let framing = if super::headers::is_bodiless(method, status) {
         BodyFraming::None
     } else {
         match (chunked, length) {
@@ -481,13 +511,9 @@ fn parse_head(buf: &[u8], method: &Method) -> Result<Option<(usize, Parsed)>, Er
     Ok(Some((len, Parsed { status, headers, length, framing, keep_alive })))
 }
 
-/// A `Content-Length` value: ASCII digits only (no sign, no spaces inside).
+/// A `Content-Length` value, by the proxy's one rule (`headers::content_length`).
 fn parse_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    super::headers::content_length(value)
 }
 
 impl Parsed {
@@ -519,7 +545,7 @@ impl Parsed {
             framing => {
                 let mut body = ResponseBody::new(conn, framing, self.keep_alive);
                 body.decode_buffered().map_err(Error::Invalid)?;
-                Body::Stream(body)
+                Body::Plain(body)
             }
         };
         Ok(Response { status: self.status, headers, length: self.length, body })
