@@ -139,3 +139,18 @@ async fn a_query_string_that_does_not_parse_is_a_json_validation_error() {
     assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
     assert_eq!(err["error"], "validation_failed", "{err}");
 }
+
+#[actix_rt::test]
+async fn fields_a_revocation_does_not_use_are_refused_not_ignored() {
+    let gw = node();
+    // Found by schemathesis: an `exp` that is not even a time passed with a subject revocation.
+    let body = json!({"sub": "u-1", "exp": "2024-01-01T12:99:00Z"});
+    let (s, _, err) = call(&gw, "POST", "/admin/revocations", Some(body)).await;
+    assert_eq!(
+        (s, err["error"].as_str(), err["field"].as_str()),
+        (400, Some("validation_failed"), Some("exp")),
+        "{err}"
+    );
+    let (s, _, err) = call(&gw, "POST", "/admin/revocations", Some(json!({"sub": "u-1"}))).await;
+    assert_eq!(s, 201, "a subject revocation alone is fine: {err}");
+}

@@ -168,6 +168,11 @@ async fn revoke(state: web::Data<AdminState>, body: web::Bytes) -> Result<HttpRe
         (None, _, _) if r.iss.is_some() => {
             return Err(AdminError::validation("iss", "only with jti"));
         }
+        // A subject's revocation has no expiry of its own: refuse the field rather than
+        // ignore it (schemathesis: an invalid `exp` was accepted here).
+        (None, _, _) if r.exp.is_some() => {
+            return Err(AdminError::validation("exp", "only with jti (a subject revocation takes issued_before)"));
+        }
         (None, Some(sub), before) if !sub.is_empty() => {
             let before = match before {
                 Some(b) => unix("issued_before", &b)?,
