@@ -10,6 +10,9 @@
 # Environment overrides:
 #   DURATION=10s  CONNECTIONS=32  THREADS=1  WARMUP=3s   wrk parameters
 #   SKIP_BUILD=1                                          do not run cargo build
+#   GATEWAY_BIN=path                                      the gateway binary to measure
+#                                                         (default target/release/gateway;
+#                                                         scripts/bench-ab.sh sets it)
 #   HOLD=1      start everything, print the scenario URLs and the token, then wait (for
 #               profiling by hand: perf, strace, callgrind); Ctrl-C stops it all
 #
@@ -131,7 +134,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -p gateway --bin gateway
   cargo build --release -p cluster-tests --bin mock-upstream
 fi
-GATEWAY_BIN=$ROOT/target/release/gateway
+GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/release/gateway}
 UPSTREAM_BIN=$ROOT/target/release/mock-upstream
 [ -x "$UPSTREAM_BIN" ] || die "missing $UPSTREAM_BIN"
 [ $NEED_GATEWAY = 0 ] || [ -x "$GATEWAY_BIN" ] || die "missing $GATEWAY_BIN"
