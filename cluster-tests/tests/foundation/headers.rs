@@ -49,6 +49,12 @@ async fn every_response_carries_a_request_id_health_metrics_and_dashboard_includ
         let res = c.get(&url).insert_header(("X-Request-Id", "probe-7")).send().await.unwrap();
         assert_eq!(header(&res, "x-request-id"), "probe-7", "{url}: the client's id is kept");
     }
+    // An admin error's body names the same id as its header.
+    for url in [gw.admin_url("/nowhere"), gw.admin_url("/admin/services/nope")] {
+        let mut res = c.get(&url).send().await.unwrap();
+        let id = header(&res, "x-request-id");
+        assert_eq!(crate::json(&mut res).await["request_id"], id.as_str(), "{url}");
+    }
 }
 
 #[actix_rt::test]

@@ -10,7 +10,7 @@ use super::AdminError;
 use crate::names;
 use crate::pipeline::request_id;
 
-/// Stamps the request id on the response; re-renders an `AdminError` with it.
+/// Stamps the request id on a response that has none; re-renders an `AdminError` with it.
 pub async fn stamp(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -21,6 +21,10 @@ pub async fn stamp(
     if let Some(r) = rendered {
         res = res.into_response(r);
     }
-    res.headers_mut().insert(names::X_REQUEST_ID.clone(), id);
+    // An inner layer (the token middleware under `/admin`) may have answered with its
+    // own id in body and header already: keep that pair consistent.
+    if !res.headers().contains_key(&names::X_REQUEST_ID) {
+        res.headers_mut().insert(names::X_REQUEST_ID.clone(), id);
+    }
     Ok(res)
 }
