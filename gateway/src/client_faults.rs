@@ -72,7 +72,12 @@ impl Visit for Message<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" && self.0.len() < 200 {
             let _ = write!(self.0, "{value:?}");
-            self.0.truncate(200);
+            // `truncate` panics off a char boundary, and the message may quote client bytes.
+            let mut end = self.0.len().min(200);
+            while !self.0.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.truncate(end);
         }
     }
 }
@@ -117,6 +122,9 @@ mod tests {
             tracing::info!(target: "actix_http::h1::dispatcher", "not a fault");
             assert_eq!(PENDING.load(Ordering::Relaxed) - before, 1);
             assert!(LAST.lock().map(|l| l.contains("invalid Header")).unwrap_or(false));
+            let long = format!("stream error: {}", "é".repeat(150));
+            tracing::error!(target: "actix_http::h1::dispatcher", "{long}");
+            assert!(LAST.lock().map(|l| l.len() <= 200 && l.starts_with("stream error: é")).unwrap_or(false));
         });
     }
 }
