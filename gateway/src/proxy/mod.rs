@@ -120,9 +120,25 @@ fn is_idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
+/// What forwarding one request gave: the client response (or the gateway error) and what
+/// happened upstream.
+pub struct Proxied {
+    /// The upstream's answer as the client response, or the error to answer with.
+    pub response: Result<HttpResponse, GatewayError>,
+    /// Endpoint, attempts and timings, for metrics, the log and traces.
+    pub outcome: Outcome,
+}
+
 /// Sends the request upstream and turns the answer into the client response.
 /// `payload` may be `None` for requests without a body (background refreshes).
-pub async fn forward(
+pub async fn forward(fw: Forward<'_>, payload: Option<web::Payload>, kind: BodyKind, upstream: &Upstream) -> Proxied {
+    let mut outcome = Outcome::default();
+    let response = attempts(fw, payload, kind, upstream, &mut outcome).await;
+    Proxied { response, outcome }
+}
+
+/// `forward`'s attempts; each one updates `outcome`.
+async fn attempts(
     fw: Forward<'_>,
     payload: Option<web::Payload>,
     kind: BodyKind,
@@ -183,7 +199,7 @@ pub async fn forward(
                 }
                 // A stalled body ends after the service timeout of silence.
                 answer.body = answer.body.idle_timeout(timeout);
-                return Ok(respond::respond(answer, in_flight, method, fw.via));
+                return Ok(respond::respond(answer, in_flight, method));
             }
             Err(e) => {
                 let client_fault = fault.get();
