@@ -184,7 +184,13 @@ async fn attempts(
             headers: RequestHeaders::Forward(&fw),
             body: take_body(&mut body, &fw),
         };
-        let result = within(upstream.send(request, is_idempotent(method)), timeout, upload).await;
+        let send = upstream.send(request, is_idempotent(method));
+        // Without an upload the service timeout covers the whole attempt: the attempt is
+        // handed to `timeout` directly (moving it through `within` costs a copy per request).
+        let result = match upload {
+            None => tokio::time::timeout(timeout, send).await.unwrap_or(Err(UpstreamError::Timeout)),
+            Some(upload) => within(send, timeout, upload).await,
+        };
         outcome.upstream_time = Some(sent_at.elapsed());
         outcome.sent_at = Some(sent_at);
         match result {
@@ -234,23 +240,19 @@ async fn attempts(
     Err(no_healthy_upstream(fw.route))
 }
 
-/// Runs one attempt under the service `timeout`. Without a streamed body (`upload` is
-/// `None`) the timeout covers the whole attempt. With one, it covers the upstream's time
-/// only — connecting and sending the head, then waiting for the answer once the body is
+/// Runs one attempt with a streamed upload under the service `timeout` (without one,
+/// `timeout` covers the whole attempt). It covers the upstream's time only — connecting and sending the head, then waiting for the answer once the body is
 /// complete — and not the upload: the client has until the request `deadline` for that
 /// (its body stream fails with 408 after it), and an upstream that stops reading the
 /// upload gets the service timeout past that deadline.
 async fn within<F>(
     attempt: F,
     timeout: Duration,
-    upload: Option<(&FaultSlot, tokio::time::Instant)>,
+    (slot, deadline): (&FaultSlot, tokio::time::Instant),
 ) -> Result<Response, UpstreamError>
 where
     F: std::future::Future<Output = Result<Response, UpstreamError>>,
 {
-    let Some((slot, deadline)) = upload else {
-        return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(UpstreamError::Timeout));
-    };
     let mut attempt = std::pin::pin!(attempt);
     let start = tokio::time::Instant::now();
     let mut until = start + timeout;
