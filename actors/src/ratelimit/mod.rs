@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use redis::Script;
 
 pub use memory::{MemCheck, MemoryLimiter};
-pub use policy::{M_RATELIMIT_DECISIONS, PolicyRegistry, RatePolicy};
+pub use policy::{PolicyRegistry, RatePolicy};
 
 use crate::redis::Store;
 use crate::spec::{Algorithm, FailureMode, PolicySpec};

@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+use crate::names::M_RATELIMIT_DECISIONS;
 use crate::spec::PolicySpec;
-
-/// Metric: rate-limit decisions by policy and result (`allowed`, `limited`).
-pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";
 
 /// One named policy with what the request path needs of it made once.
 #[derive(Debug)]
