@@ -6,6 +6,8 @@ pub const M_REGISTRY_VERSION: &str = "gateway_registry_version";
 pub const M_DEGRADED: &str = "gateway_degraded";
 /// Redis command latency (histogram, seconds; label `actor`).
 pub const M_REDIS_DURATION: &str = "gateway_redis_command_duration_seconds";
+/// Rate-limit decisions, by policy and result (`allowed` / `limited`).
+pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";
 /// Redis commands that failed or timed out.
 pub const M_REDIS_ERRORS: &str = "gateway_redis_errors_total";
 /// Breaker state per instance: 0 closed, 1 open, 2 half-open (labels `service`, `instance`).

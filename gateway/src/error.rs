@@ -72,6 +72,10 @@ pub enum GatewayError {
     /// The upstream did not answer within the service timeout.
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+    /// The service names a policy this node does not define (a service stored by a node
+    /// with another config): refused rather than let through unlimited.
+    #[error("{0}")]
+    PolicyUnavailable(String),
 }
 
 impl GatewayError {
@@ -93,6 +97,7 @@ impl GatewayError {
             Self::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
             Self::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             Self::LoopDetected(_) => (StatusCode::LOOP_DETECTED, "loop_detected"),
+            Self::PolicyUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "policy_unavailable"),
         }
     }
 

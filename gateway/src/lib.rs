@@ -15,6 +15,5 @@ pub mod names;
 pub mod otlp;
 pub mod pipeline;
 pub mod proxy;
-pub mod queue;
 pub mod server;
 pub mod telemetry;

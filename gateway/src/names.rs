@@ -40,10 +40,9 @@ pub const M_REQUEST_DURATION: &str = "gateway_request_duration_seconds";
 /// Time until the upstream's response head (histogram, seconds).
 pub const M_UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 pub use actors::names::{
-    M_DEGRADED, M_QUEUE_DEPTH, M_QUEUE_JOBS, M_REDIS_DURATION, M_REDIS_ERRORS, M_REGISTRY_VERSION,
+    M_DEGRADED, M_QUEUE_DEPTH, M_QUEUE_JOBS, M_RATELIMIT_DECISIONS, M_REDIS_DURATION, M_REDIS_ERRORS,
+    M_REGISTRY_VERSION,
 };
-/// Rate-limit decisions, by policy and result (`allowed` / `limited`).
-pub const M_RATELIMIT_DECISIONS: &str = "gateway_ratelimit_decisions_total";
 /// actix-http errors caused by malformed client requests (logged as a summary only).
 pub const M_CLIENT_PROTOCOL_ERRORS: &str = "gateway_client_protocol_errors_total";
 /// Cache lookups by service and result (`hit` / `miss` / `bypass` / `stale`).

@@ -31,7 +31,7 @@ use crate::pipeline::ratelimit::RateLimits;
 use crate::pipeline::{self, Pipeline};
 use crate::{proxy, telemetry};
 use actors::queue::{QueueSupervisor, Queues, ReturnLeased};
-use actors::ratelimit::{Limiter, RateLimiter};
+use actors::ratelimit::{Limiter, PolicyRegistry, RateLimiter};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,9 @@ pub enum StartError {
     /// The Redis settings cannot be used.
     #[error("redis: {0}")]
     Redis(String),
+    /// A setting the config check should have refused.
+    #[error("config: {0}")]
+    Config(String),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -85,9 +88,13 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         Some(s) => Backend::Redis(Box::new(s.clone())),
         None => Backend::Memory,
     };
-    let registry = ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone())?
-        .with_local_events(events.clone(), Arc::clone(&node))
-        .start();
+    // The one policy registry: routes resolve their `rate_limit` names against it, the
+    // limiter actor and the admin API read it.
+    let policies = PolicyRegistry::new(config.rate_limit.policies.clone());
+    let registry =
+        ServiceRegistry::new(config.services.clone(), routes.clone(), backend, status.clone(), policies.clone())?
+            .with_local_events(events.clone(), Arc::clone(&node))
+            .start();
     let breakers = Breakers::start(CircuitBreaker::new(
         routes.clone(),
         store.as_ref().map(|s| CircuitStore::new(s.for_actor("circuit"), Arc::clone(&node))),
@@ -162,13 +169,12 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     pipeline.cache = Some(CacheLayer { cache, coalescer: Coalescer::default() });
     let rate_limiter = RateLimiter::new(
         Limiter::new(store.as_ref().map(|s| s.for_actor("ratelimit")), status.clone()),
-        config.rate_limit.policies.clone().into_iter().collect(),
+        policies.clone(),
     );
-    pipeline.rate_limits = Some(RateLimits::new(
-        rate_limiter.handle(),
-        config.rate_limit.policies.clone(),
-        config.rate_limit.tiers.clone().into_iter().collect(),
-    ));
+    pipeline.rate_limits = Some(
+        RateLimits::new(rate_limiter.handle(), &policies, config.rate_limit.tiers.clone().into_iter().collect())
+            .map_err(StartError::Config)?,
+    );
     let queues = Queues::new(store.as_ref().map(|s| s.for_actor("queue")), routes.clone(), status.clone());
     pipeline.queues = Some(queues.clone());
     let analytics = start_analytics(&config, &node, store.as_ref(), &status);
@@ -191,8 +197,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
     let health_probe = std::rc::Rc::new(proxy::UpstreamProbe::new(proxy::Upstream::new(&tls)));
     HealthChecker::new(routes.clone(), registry.clone(), status.clone(), health_probe).start();
     // Queue workers run on this (the System) thread, with their own upstream client.
-    let runner =
-        crate::queue::runner::HttpRunner::new(proxy::Upstream::new(&tls), n.max_body.bytes(), Some(breakers.clone()));
+    let runner = pipeline::queue::runner::HttpRunner::new(
+        proxy::Upstream::new(&tls),
+        n.max_body.bytes(),
+        Some(breakers.clone()),
+    );
     let permits = Limiter::new(store.as_ref().map(|s| s.for_actor("queue")), status.clone());
     let queue_supervisor =
         QueueSupervisor::new(queues.clone(), std::rc::Rc::new(runner), permits, Arc::clone(&node)).start();
@@ -214,7 +223,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
                 // every proxied request.
                 .service(
                     web::scope("/jobs")
-                        .route("/{id}", web::get().to(crate::queue::status))
+                        .route("/{id}", web::get().to(pipeline::queue::status))
                         .default_service(web::to(pipeline::entry)),
                 )
                 .default_service(web::to(pipeline::entry))
@@ -228,7 +237,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         metrics,
         registry,
         membership: membership.clone(),
-        policies: config.rate_limit.policies.keys().cloned().collect(),
+        policies,
         rate_limiter: rate_limiter.start(),
         jwt_configured: config.auth.jwt.is_some(),
         jwt_issuer: config.auth.jwt.as_ref().and_then(|j| j.issuer.clone()),

@@ -36,7 +36,7 @@ async fn running(delay: Duration) -> (Addr<QueueSupervisor>, Queues, String) {
     .expect("json");
     let spec = Arc::new(spec.validate().expect("valid"));
     let routes = RoutesView::default();
-    routes.publish(RouteTable::build(1, [Arc::clone(&spec)], None).expect("table"));
+    routes.publish(RouteTable::build(1, [Arc::clone(&spec)], None, &Default::default()).expect("table"));
     let status = NodeStatus::memory();
     let queues = Queues::new(None, routes, status.clone());
     let queue = spec.queue.clone().expect("queue spec");

@@ -8,12 +8,14 @@
 
 mod batch;
 mod memory;
+mod policy;
 
 use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
 pub use memory::{MemCheck, MemoryLimiter};
+pub use policy::{PolicyRegistry, RatePolicy};
 
 use crate::redis::Store;
 use crate::spec::{Algorithm, FailureMode, PolicySpec};
@@ -450,17 +452,18 @@ pub enum RateLimitAdminError {
     Unavailable(#[from] LimitError),
 }
 
-/// `RateLimiter`: owns the policies and the limiter. Decisions on the request path go
-/// through the lock-free `Limiter` handle (no mailbox hop per request); the actor serves
-/// the admin reads and resets.
+/// `RateLimiter`: the admin API's front for the limiter. It owns no state of its own:
+/// decisions on the request path go through the lock-free `Limiter` handle (no mailbox
+/// hop per request) over the shared `PolicyRegistry`; the actor serves the admin reads
+/// and resets.
 pub struct RateLimiter {
     limiter: Limiter,
-    policies: std::collections::HashMap<String, PolicySpec>,
+    policies: PolicyRegistry,
 }
 
 impl RateLimiter {
-    /// An actor over `limiter` with `policies`.
-    pub fn new(limiter: Limiter, policies: std::collections::HashMap<String, PolicySpec>) -> Self {
+    /// An actor over `limiter` with the node's `policies`.
+    pub fn new(limiter: Limiter, policies: PolicyRegistry) -> Self {
         Self { limiter, policies }
     }
 
@@ -478,7 +481,7 @@ impl actix::Handler<ReadCounter> for RateLimiter {
     type Result = actix::ResponseFuture<Result<(PolicySpec, Verdict), RateLimitAdminError>>;
     fn handle(&mut self, msg: ReadCounter, _: &mut Self::Context) -> Self::Result {
         let limiter = self.limiter.clone();
-        let spec = self.policies.get(&msg.policy).cloned();
+        let spec = self.policies.get(&msg.policy).map(|p| p.spec.clone());
         Box::pin(async move {
             let spec = spec.ok_or_else(|| RateLimitAdminError::UnknownPolicy(msg.policy.clone()))?;
             let v = limiter.peek(&msg.policy, &spec, &msg.key).await?;
@@ -491,7 +494,7 @@ impl actix::Handler<ResetCounter> for RateLimiter {
     type Result = actix::ResponseFuture<Result<(), RateLimitAdminError>>;
     fn handle(&mut self, msg: ResetCounter, _: &mut Self::Context) -> Self::Result {
         let limiter = self.limiter.clone();
-        let known = self.policies.contains_key(&msg.policy);
+        let known = self.policies.contains(&msg.policy);
         Box::pin(async move {
             if !known {
                 return Err(RateLimitAdminError::UnknownPolicy(msg.policy));

@@ -19,9 +19,10 @@ use std::time::Duration;
 use actix::prelude::*;
 
 pub use instances::{DeregisterInstance, HeartbeatInstance, InstanceView, ListInstances, RegisterInstance, SetHealth};
-pub use routes::{InstanceRecord, OnClash, Route, RouteTable, ServiceEntry};
+pub use routes::{InstanceRecord, OnClash, Route, RouteLimits, RouteTable, ServiceEntry};
 pub use store::{InstanceOp, RegistryStore, Source, StoredService, WriteOp, Written};
 
+use crate::ratelimit::PolicyRegistry;
 use crate::redis::StoreError;
 use crate::redis::events::{BusMessage, ClusterEvent, EventStream};
 use crate::snapshot::View;
@@ -120,6 +121,8 @@ pub struct ServiceRegistry {
     status: NodeStatus,
     /// Memory mode: where change events go (Redis mode publishes through Redis).
     local_events: Option<(EventStream, Arc<str>)>,
+    /// The node's rate-limit policies, which routes resolve their names against.
+    policies: PolicyRegistry,
 }
 
 impl ServiceRegistry {
@@ -131,6 +134,7 @@ impl ServiceRegistry {
         view: RoutesView,
         backend: Backend,
         status: NodeStatus,
+        policies: PolicyRegistry,
     ) -> Result<Self, RegistryError> {
         let mut reg = Self {
             services: BTreeMap::new(),
@@ -141,6 +145,7 @@ impl ServiceRegistry {
             epoch: None,
             status,
             local_events: None,
+            policies,
         };
         let staged = services
             .into_iter()
@@ -181,15 +186,22 @@ impl ServiceRegistry {
     /// Builds a table for `staged`, refusing clashes (the current table is untouched).
     fn trial(&self, staged: &ServiceMap) -> Result<RouteTable, RegistryError> {
         let current = self.view.load();
-        RouteTable::build_entries(self.version, staged.values().cloned(), Some(&current), OnClash::Refuse)
-            .map_err(RegistryError::Conflict)
+        RouteTable::build_entries(
+            self.version,
+            staged.values().cloned(),
+            Some(&current),
+            OnClash::Refuse,
+            &self.policies,
+        )
+        .map_err(RegistryError::Conflict)
     }
 
     /// Publishes the table for the current service set and version.
     fn publish(&mut self) {
         let current = self.view.load_full();
         let entries = self.services.values().cloned();
-        let table = RouteTable::build_entries(self.version, entries, Some(&current), OnClash::Skip).unwrap_or_default();
+        let table = RouteTable::build_entries(self.version, entries, Some(&current), OnClash::Skip, &self.policies)
+            .unwrap_or_default();
         self.view.publish(table);
         metrics::gauge!(crate::names::M_REGISTRY_VERSION).set(self.version as f64);
     }
@@ -508,6 +520,7 @@ mod tests {
             view.clone(),
             Backend::Memory,
             NodeStatus::memory(),
+            PolicyRegistry::default(),
         )
         .expect("registry")
         .start();

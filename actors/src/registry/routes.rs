@@ -9,7 +9,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::balancer::{Endpoint, EndpointSource, Pool};
+use crate::ratelimit::{PolicyRegistry, RatePolicy};
 use crate::spec::{FieldError, ServiceSpec};
+
+/// A route's rate-limit policies, resolved when the route is built.
+#[derive(Debug)]
+pub enum RouteLimits {
+    /// The service's policies in order (empty: not limited).
+    Policies(Box<[Arc<RatePolicy>]>),
+    /// The service names a policy this node does not define (a service stored by a node
+    /// with another config): its requests are refused, never silently unlimited.
+    Unknown(Arc<str>),
+}
 
 /// One routable service.
 #[derive(Debug)]
@@ -24,13 +35,19 @@ pub struct Route {
     pub prefix: Arc<str>,
     /// Endpoints and balancer state.
     pub pool: Pool,
+    /// The service's rate-limit policies.
+    pub limits: RouteLimits,
 }
 
 impl Route {
     /// Builds the route for `entry`, reusing endpoints of `old` whose id, URL and weight
     /// did not change. Health comes from the entry.
-    fn from_entry(entry: Arc<ServiceEntry>, old: Option<&Pool>) -> Self {
+    fn from_entry(entry: Arc<ServiceEntry>, old: Option<&Pool>, policies: &PolicyRegistry) -> Self {
         let spec = Arc::clone(&entry.spec);
+        let limits = match policies.resolve(&spec.rate_limit.0) {
+            Ok(list) => RouteLimits::Policies(list),
+            Err(name) => RouteLimits::Unknown(name),
+        };
         let endpoints = entry
             .endpoint_list()
             .into_iter()
@@ -47,6 +64,7 @@ impl Route {
             name: spec.name.as_str().into(),
             prefix: spec.effective_prefix().into(),
             pool: Pool::new(spec.balancer.clone(), endpoints),
+            limits,
             spec,
             entry,
         }
@@ -167,19 +185,24 @@ impl RouteTable {
         version: u64,
         services: impl IntoIterator<Item = Arc<ServiceSpec>>,
         previous: Option<&RouteTable>,
+        policies: &PolicyRegistry,
     ) -> Result<Self, FieldError> {
         let entries = services.into_iter().map(|s| Arc::new(ServiceEntry::new(s, super::Source::Config)));
-        Self::build_entries(version, entries, previous, OnClash::Refuse)
+        Self::build_entries(version, entries, previous, OnClash::Refuse, policies)
     }
 
     /// Builds a table from service entries in one pass. A route whose entry is the very
     /// same `Arc` as in `previous` is reused as is, so a change costs one route build plus
     /// map inserts; other routes reuse unchanged endpoints (in-flight counts survive).
+    ///
+    /// A service naming a rate-limit policy `policies` lacks fails a `Refuse` build; a
+    /// `Skip` build keeps its route, which then refuses requests (`RouteLimits::Unknown`).
     pub fn build_entries(
         version: u64,
         entries: impl IntoIterator<Item = Arc<ServiceEntry>>,
         previous: Option<&RouteTable>,
         on_clash: OnClash,
+        policies: &PolicyRegistry,
     ) -> Result<Self, FieldError> {
         let mut table = RouteTable { version, ..Default::default() };
         for entry in entries {
@@ -187,8 +210,18 @@ impl RouteTable {
             let old = previous.and_then(|p| p.by_name.get(&name));
             let route = match old {
                 Some(r) if Arc::ptr_eq(&r.entry, &entry) => Arc::clone(r),
-                _ => Arc::new(Route::from_entry(entry, old.map(|r| &r.pool))),
+                _ => Arc::new(Route::from_entry(entry, old.map(|r| &r.pool), policies)),
             };
+            if let RouteLimits::Unknown(policy) = &route.limits {
+                let why = format!(
+                    "service {:?} names rate-limit policy {policy:?}, which this node does not define",
+                    route.name
+                );
+                if on_clash == OnClash::Refuse {
+                    return Err(FieldError::new("rate_limit", why));
+                }
+                tracing::error!(service = %route.name, policy = %policy, "{why}; its requests are refused until the policy exists");
+            }
             let same_prefix = table.by_prefix.entry(Arc::clone(&route.prefix)).or_default();
             let clash = if let Some(other) = same_prefix.iter().find(|r| overlaps(r, &route)) {
                 Some(FieldError::new(
@@ -299,6 +332,7 @@ mod tests {
                 svc(r#"{"name":"raw","prefix":"/raw","strip_prefix":false,"endpoints":["http://r:1"]}"#),
             ],
             None,
+            &PolicyRegistry::default(),
         )
         .expect("no conflicts")
     }
@@ -337,9 +371,13 @@ mod tests {
 
     #[test]
     fn clashing_prefixes_are_refused() {
-        let err =
-            RouteTable::build(1, [svc(r#"{"name":"a","prefix":"/x"}"#), svc(r#"{"name":"b","prefix":"/x/"}"#)], None)
-                .expect_err("clash");
+        let err = RouteTable::build(
+            1,
+            [svc(r#"{"name":"a","prefix":"/x"}"#), svc(r#"{"name":"b","prefix":"/x/"}"#)],
+            None,
+            &PolicyRegistry::default(),
+        )
+        .expect_err("clash");
         assert_eq!(err.field, "prefix");
     }
 
@@ -348,9 +386,30 @@ mod tests {
         let t1 = table();
         let ep = Arc::clone(&t1.get("users").expect("users").pool.endpoints()[0]);
         let _busy = crate::balancer::InFlight::start(Arc::clone(&ep));
-        let t2 = RouteTable::build(2, t1.routes().map(|r| Arc::clone(&r.spec)), Some(&t1)).expect("ok");
+        let t2 = RouteTable::build(2, t1.routes().map(|r| Arc::clone(&r.spec)), Some(&t1), &PolicyRegistry::default())
+            .expect("ok");
         let again = &t2.get("users").expect("users").pool.endpoints()[0];
         assert!(Arc::ptr_eq(&ep, again));
         assert_eq!(again.in_flight(), 1);
+    }
+
+    #[test]
+    fn policy_names_resolve_when_routes_are_built_and_unknown_ones_never_pass_silently() {
+        let spec: crate::spec::PolicySpec =
+            serde_json::from_value(serde_json::json!({"limit": 5, "window": "1s"})).expect("policy");
+        let policies = PolicyRegistry::new([("p".to_string(), spec)]);
+        let limited = svc(r#"{"name":"a","prefix":"/a","rate_limit":"p","endpoints":["http://u:1"]}"#);
+        let t = RouteTable::build(1, [limited], None, &policies).expect("known policy");
+        let Some(RouteLimits::Policies(list)) = t.get("a").map(|r| &r.limits) else { panic!("policies resolved") };
+        assert_eq!(list.iter().map(|p| &*p.name).collect::<Vec<_>>(), ["p"]);
+        assert!(Arc::ptr_eq(&list[0], policies.get("p").expect("registered")), "one shared policy, not a copy");
+
+        let unknown = svc(r#"{"name":"b","prefix":"/b","rate_limit":"gold","endpoints":["http://u:1"]}"#);
+        let e = RouteTable::build(1, [Arc::clone(&unknown)], None, &policies).expect_err("refused when validating");
+        assert_eq!(e.field, "rate_limit");
+        assert!(e.message.contains("\"gold\""), "{}", e.message);
+        let entry = Arc::new(ServiceEntry::new(unknown, super::super::Source::Admin));
+        let t = RouteTable::build_entries(2, [entry], None, OnClash::Skip, &policies).expect("stored state is kept");
+        assert!(matches!(t.get("b").map(|r| &r.limits), Some(RouteLimits::Unknown(n)) if &**n == "gold"));
     }
 }

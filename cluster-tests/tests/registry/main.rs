@@ -490,3 +490,41 @@ async fn the_openapi_document_describes_every_admin_route() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
 }
+
+#[actix_rt::test]
+async fn a_service_naming_a_policy_a_node_lacks_is_refused_there_never_let_through_unlimited() {
+    let redis = TestRedis::start();
+    let up = MockUpstream::start("up");
+    // gw-a defines `gold`; gw-b (another config, e.g. mid-rollout) does not.
+    let a = node(&redis, "gw-a", "[rate_limit.policies.gold]\nlimit = 2\nwindow = \"1h\"\nkey = \"route\"\n");
+    let b = node(&redis, "gw-b", "");
+    let body = json!({"name": "gilded", "prefix": "/gilded", "rate_limit": "gold", "endpoints": [up.url()]});
+    let (status, answer) = admin("POST", &a, "/admin/services", Some(body.clone())).await;
+    assert_eq!(status, 201, "{answer}");
+    // Where the policy is unknown the admin API refuses it, naming the field.
+    let (status, answer) = admin("PUT", &b, "/admin/services/gilded", Some(body)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "rate_limit", "{answer}");
+    assert!(routes_to(&a, "/gilded/x", Some("up")).await, "gw-a routes and limits");
+    // gw-b learns the stored service but cannot limit it: 503 policy_unavailable, not 200.
+    let url = b.url("/gilded/x");
+    let refused = eventually(PROPAGATION, async || {
+        let mut res = client().get(url.as_str()).send().await.ok()?;
+        let body: Value = serde_json::from_slice(&res.body().await.ok()?).ok()?;
+        (res.status() == 503).then_some(body)
+    })
+    .await
+    .expect("gw-b refuses the service");
+    assert_eq!(refused["error"], "policy_unavailable", "{refused}");
+    let log = b.log_text();
+    assert!(log.contains("names rate-limit policy") && log.contains("gold"), "the refusal is logged");
+    // gw-a's limit holds (2 per hour, one used by routes_to above).
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(client().get(a.url("/gilded/x")).send().await.expect("answer").status().as_u16());
+        }
+        out
+    };
+    assert_eq!(statuses, [200, 429, 429]);
+}

@@ -23,7 +23,6 @@ mod ratelimits;
 mod services;
 mod stamp;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::Addr;
@@ -62,8 +61,8 @@ pub struct AdminState {
     pub registry: Addr<ServiceRegistry>,
     /// Cluster membership.
     pub membership: Addr<Membership>,
-    /// Rate-limit policies defined in the config (services may only name these).
-    pub policies: HashSet<String>,
+    /// The node's rate-limit policies (services may only name these).
+    pub policies: actors::ratelimit::PolicyRegistry,
     /// The rate limiter actor (admin read/reset).
     pub rate_limiter: Addr<actors::ratelimit::RateLimiter>,
     /// Local fan-out of cluster events (SSE).

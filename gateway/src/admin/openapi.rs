@@ -20,9 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn document(state: web::Data<AdminState>) -> HttpResponse {
-    let mut policies: Vec<&str> = state.policies.iter().map(String::as_str).collect();
-    policies.sort_unstable();
-    HttpResponse::Ok().json(for_node(&policies, state.jwt_configured))
+    HttpResponse::Ok().json(for_node(&state.policies.names(), state.jwt_configured))
 }
 
 /// The document with this node's rate-limit policies and auth modes filled in.

@@ -642,7 +642,8 @@ impl Config {
             self.services.push(s);
         }
         let specs = self.services.iter().cloned().map(std::sync::Arc::new);
-        if let Err(e) = actors::registry::RouteTable::build(0, specs, None) {
+        let policies = actors::ratelimit::PolicyRegistry::new(self.rate_limit.policies.clone());
+        if let Err(e) = actors::registry::RouteTable::build(0, specs, None, &policies) {
             let clash = self.services.iter().rposition(|s| e.message.contains(&format!("{:?}", s.name.as_str())));
             return Err(e.within(&format!("services[{}]", clash.unwrap_or(0))));
         }

@@ -13,7 +13,7 @@ use actix_web::http::ConnectionType;
 use actix_web::{HttpMessage, web};
 use actors::auth::{AuthError, UNKNOWN_KID};
 
-use super::{Pipeline, authenticate_head, limits, normalize, passed_through, request_id, route_head};
+use super::{Pipeline, auth, limits, normalize, request_id, route};
 use crate::error::{GatewayError, Rejected};
 
 /// Paths the main listener serves itself (never routed): left to their handlers.
@@ -24,22 +24,19 @@ fn reserved(path: &str) -> bool {
 /// What the pipeline would refuse from the head alone, if anything.
 fn check(cx: &Pipeline, req: &actix_http::Request) -> Result<(), GatewayError> {
     let headers = req.headers();
-    limits::check_header_map(headers, &cx.limits)?;
-    if passed_through(headers, &cx.node_id) {
-        return Err(GatewayError::LoopDetected(cx.node_id.to_string()));
-    }
+    route::filter(cx, headers)?;
     let path = normalize::path(req.path());
     if reserved(&path) {
         return Ok(());
     }
-    let route = route_head(headers, req.uri(), &path, &cx.routes)?;
-    match authenticate_head(headers, req.method(), &route, cx) {
+    let route = route::find(headers, req.uri(), &path, &cx.routes)?;
+    match auth::authenticate(headers, req.method(), &route, cx) {
         // A key id nobody knows yet: the pipeline refetches the JWKS before deciding.
         Err(GatewayError::Unauthorized(AuthError::InvalidToken(UNKNOWN_KID))) if cx.jwks.is_some() => {}
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    limits::body_kind_of(headers, &cx.limits).map(|_| ())
+    limits::body_kind(headers, &cx.limits).map(|_| ())
 }
 
 /// The expect service for the main listener.

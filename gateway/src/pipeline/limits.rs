@@ -9,7 +9,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap};
 use bytes::Bytes;
@@ -32,12 +31,7 @@ pub struct Limits {
 }
 
 /// Refuses requests whose headers exceed the limits.
-pub fn check_headers(req: &HttpRequest, limits: &Limits) -> Result<(), GatewayError> {
-    check_header_map(req.headers(), limits)
-}
-
-/// `check_headers` over a header map (also used before `100 Continue`).
-pub fn check_header_map(headers: &HeaderMap, limits: &Limits) -> Result<(), GatewayError> {
+pub fn check_headers(headers: &HeaderMap, limits: &Limits) -> Result<(), GatewayError> {
     if headers.len() > limits.max_headers {
         return Err(GatewayError::HeadersTooLarge(format!(
             "{} headers sent; at most {} are accepted",
@@ -67,12 +61,7 @@ pub enum BodyKind {
 }
 
 /// Classifies the body, refusing a declared length above `max_body` at once.
-pub fn body_kind(req: &HttpRequest, limits: &Limits) -> Result<BodyKind, GatewayError> {
-    body_kind_of(req.headers(), limits)
-}
-
-/// `body_kind` over a header map (also used before `100 Continue`).
-pub fn body_kind_of(h: &HeaderMap, limits: &Limits) -> Result<BodyKind, GatewayError> {
+pub fn body_kind(h: &HeaderMap, limits: &Limits) -> Result<BodyKind, GatewayError> {
     if h.get(header::TRANSFER_ENCODING).is_some() {
         return Ok(BodyKind::Chunked);
     }
@@ -219,26 +208,26 @@ mod tests {
     #[test]
     fn header_limits_count_headers_and_bytes() {
         let ok = TestRequest::default().insert_header(("a", "1")).to_http_request();
-        assert!(check_headers(&ok, &limits()).is_ok());
+        assert!(check_headers(ok.headers(), &limits()).is_ok());
         let many = TestRequest::default()
             .insert_header(("a", "1"))
             .insert_header(("b", "1"))
             .insert_header(("c", "1"))
             .insert_header(("d", "1"))
             .to_http_request();
-        assert!(matches!(check_headers(&many, &limits()), Err(GatewayError::HeadersTooLarge(_))));
+        assert!(matches!(check_headers(many.headers(), &limits()), Err(GatewayError::HeadersTooLarge(_))));
         let big = TestRequest::default().insert_header(("a", "x".repeat(300))).to_http_request();
-        assert!(matches!(check_headers(&big, &limits()), Err(GatewayError::HeadersTooLarge(_))));
+        assert!(matches!(check_headers(big.headers(), &limits()), Err(GatewayError::HeadersTooLarge(_))));
     }
 
     #[test]
     fn declared_bodies_over_the_limit_are_refused_up_front() {
         let req = TestRequest::default().insert_header(("content-length", "11")).to_http_request();
-        assert!(matches!(body_kind(&req, &limits()), Err(GatewayError::PayloadTooLarge(10))));
+        assert!(matches!(body_kind(req.headers(), &limits()), Err(GatewayError::PayloadTooLarge(10))));
         let req = TestRequest::default().insert_header(("content-length", "10")).to_http_request();
-        assert_eq!(body_kind(&req, &limits()).ok(), Some(BodyKind::Sized(10)));
+        assert_eq!(body_kind(req.headers(), &limits()).ok(), Some(BodyKind::Sized(10)));
         let req = TestRequest::default().insert_header(("content-length", "x")).to_http_request();
-        assert!(matches!(body_kind(&req, &limits()), Err(GatewayError::BadRequest(_))));
+        assert!(matches!(body_kind(req.headers(), &limits()), Err(GatewayError::BadRequest(_))));
     }
 
     #[actix_rt::test]

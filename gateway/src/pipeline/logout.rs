@@ -7,7 +7,8 @@ use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::auth::{AuthError, AuthGuard, Revocation, Revoke, TokenRef};
 
-use super::{Pipeline, bearer_token, request_id};
+use super::auth::bearer_token;
+use super::{Pipeline, request_id};
 use crate::error::{GatewayError, Rejected};
 use crate::names;
 

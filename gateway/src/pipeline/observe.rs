@@ -1,15 +1,19 @@
 //! Recording a finished request: Prometheus metrics, the structured access log, and the
 //! analytics record (one small struct offered to the analytics actor without waiting).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderValue;
 use actix_web::http::{Method, StatusCode};
+use actors::analytics::LimiterResult;
 
 use super::cache::CacheStatus;
-use super::{Pipeline, Trace};
+use super::{Ctx, Pipeline};
 use crate::names;
+use crate::otlp::RequestSpans;
+use crate::proxy::Outcome;
 
 /// Label for requests that matched no service.
 const NO_SERVICE: &str = "none";
@@ -103,23 +107,77 @@ fn with_handles(
     });
 }
 
-/// Records metrics and writes the access-log line for one request.
-pub fn record(
-    cx: &Pipeline,
+/// What the log phase reads of a finished request.
+struct Done<'a> {
+    req: &'a HttpRequest,
+    request_id: &'a HeaderValue,
+    started: Instant,
+    status: StatusCode,
+    service: &'a Option<Arc<str>>,
+    consumer: Option<&'a str>,
+    upstream: Option<&'a Outcome>,
+    cache: Option<CacheStatus>,
+    limiter: LimiterResult,
+    spans: Option<Box<RequestSpans>>,
+}
+
+/// The log phase of a routed request: metrics, access log, analytics, trace.
+pub fn record(node: &Pipeline, cx: &mut Ctx<'_>, status: StatusCode) {
+    let service = Some(Arc::clone(&cx.route.name));
+    let cache =
+        (cx.route.spec.cache.is_some() && node.cache.is_some()).then(|| cx.cache.unwrap_or(CacheStatus::Bypass));
+    let spans = cx.spans.take();
+    write(
+        node,
+        Done {
+            req: cx.req,
+            request_id: &cx.request_id,
+            started: cx.started,
+            status,
+            service: &service,
+            consumer: cx.consumer(),
+            upstream: Some(&cx.upstream),
+            cache,
+            limiter: cx.limiter,
+            spans,
+        },
+    );
+}
+
+/// The log phase of a request refused before it matched a service.
+pub fn unrouted(
+    node: &Pipeline,
     req: &HttpRequest,
     request_id: &HeaderValue,
-    trace: &mut Trace,
+    spans: Option<Box<RequestSpans>>,
     status: StatusCode,
     started: Instant,
 ) {
+    let done = Done {
+        req,
+        request_id,
+        started,
+        status,
+        service: &None,
+        consumer: None,
+        upstream: None,
+        cache: None,
+        limiter: LimiterResult::default(),
+        spans,
+    };
+    write(node, done);
+}
+
+/// Records metrics and writes the access-log line for one request.
+fn write(cx: &Pipeline, done: Done<'_>) {
+    let Done { req, request_id, started, status, service, consumer, upstream, cache, limiter, spans } = done;
     let elapsed = started.elapsed();
-    let service = &trace.service;
     let method = method_label(req.method());
-    let cache = trace.cached.then(|| trace.cache.unwrap_or(CacheStatus::Bypass));
+    let upstream_time = upstream.and_then(|u| u.upstream_time);
     with_handles(service, method, status, |h| {
         h.requests.increment(1);
         h.duration.record(elapsed.as_secs_f64());
-        if let Some(up) = trace.upstream.upstream_time {
+        if let Some(up) = upstream_time {
             h.upstream.record(up.as_secs_f64());
         }
         if let (Some(c), Some(_)) = (cache, service) {
@@ -134,18 +192,16 @@ pub fn record(
             method,
             path: req.path().to_string(),
             status: status.as_u16(),
-            consumer: trace.consumer.clone(),
+            consumer: consumer.map(str::to_string),
             latency_us: elapsed.as_micros() as u64,
-            upstream_us: trace.upstream.upstream_time.map(|d| d.as_micros() as u64),
+            upstream_us: upstream_time.map(|d| d.as_micros() as u64),
             cache: cache.map(|c| c.as_str()),
-            limiter: trace.limiter,
+            limiter,
         });
     }
-    if let (Some(exporter), Some(spans)) = (&cx.otlp, trace.spans.take()) {
-        let upstream = trace
-            .upstream
-            .sent_at
-            .zip(trace.upstream.upstream_time)
+    if let (Some(exporter), Some(spans)) = (&cx.otlp, spans) {
+        let upstream = upstream
+            .and_then(|u| u.sent_at.zip(u.upstream_time))
             .map(|(at, took)| (at.saturating_duration_since(spans.started), took));
         exporter.offer(crate::otlp::exporter::Finished {
             spans,
@@ -155,10 +211,10 @@ pub fn record(
             path: req.path().to_string(),
             status: status.as_u16(),
             service: service.clone(),
-            consumer: trace.consumer.clone(),
+            consumer: consumer.map(str::to_string),
             request_id: request_id.to_str().unwrap_or_default().to_string(),
             cache: cache.map(|c| c.as_str()),
-            limiter: trace.limiter.as_str(),
+            limiter: limiter.as_str(),
         });
     }
     if cx.access_log {
@@ -167,16 +223,16 @@ pub fn record(
             request_id = request_id.to_str().unwrap_or_default(),
             node = &*cx.node_id,
             service = service.as_deref().unwrap_or(NO_SERVICE),
-            consumer = trace.consumer.as_deref(),
+            consumer,
             method,
             path = req.path(),
             status = status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = trace.upstream.endpoint.as_ref().map(|e| &*e.id),
-            upstream_ms = trace.upstream.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
-            attempts = trace.upstream.attempts,
+            upstream = upstream.and_then(|u| u.endpoint.as_ref()).map(|e| &*e.id),
+            upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+            attempts = upstream.map_or(0, |u| u.attempts),
             cache = cache.map(|c| c.as_str()),
-            limiter = trace.limiter.as_str(),
+            limiter = limiter.as_str(),
             client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
             "request"
         );

@@ -8,59 +8,68 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actors::analytics::LimiterResult;
 use actors::auth::Identity;
-use actors::ratelimit::{Check, LimitError, Limiter};
-use actors::registry::Route;
+use actors::ratelimit::{Check, LimitError, Limiter, PolicyRegistry, RatePolicy};
+use actors::registry::{Route, RouteLimits};
 use actors::spec::{KeyPart, PolicySpec};
 
 use super::forwarded::ClientAddr;
+use super::phase::{Flow, Policy};
+use super::{Ctx, Pipeline};
 use crate::error::GatewayError;
+use crate::otlp::Step;
 
 /// Rate-limit settings of the node.
 pub struct RateLimits {
     /// The limiter.
     pub limiter: Limiter,
-    /// Policies by name.
-    pub policies: HashMap<String, Policy>,
-    /// Tier → policy name.
-    pub tiers: HashMap<String, String>,
-}
-
-/// A policy with what the request path needs of it prepared once.
-pub struct Policy {
-    /// The policy.
-    pub spec: PolicySpec,
-    /// Its `RateLimit-Policy` item (`"name";q=100;w=60`).
-    header: String,
-    /// The same item as a header value, and `X-RateLimit-Limit`, made once (clones are free).
-    header_value: Option<HeaderValue>,
-    limit_value: HeaderValue,
-    /// `gateway_ratelimit_decisions_total{policy, result}`: allowed, limited.
-    decisions: [metrics::Counter; 2],
+    /// Tier → its policy (resolved at start; the config refuses unknown names).
+    pub tiers: HashMap<String, Arc<RatePolicy>>,
 }
 
 impl RateLimits {
-    /// The rate-limit step over `limiter` with the configured policies and tiers.
-    pub fn new(
-        limiter: Limiter,
-        policies: impl IntoIterator<Item = (String, PolicySpec)>,
-        tiers: HashMap<String, String>,
-    ) -> Self {
-        let policies = policies
+    /// The rate-limit step over `limiter`, with tiers resolved against `policies`. A tier
+    /// naming an unknown policy is an error (the config check refuses it first).
+    pub fn new(limiter: Limiter, policies: &PolicyRegistry, tiers: HashMap<String, String>) -> Result<Self, String> {
+        let tiers = tiers
             .into_iter()
-            .map(|(name, spec)| {
-                let header = format!("\"{name}\";q={};w={}", spec.limit, spec.window.get().as_secs().max(1));
-                let label = Arc::<str>::from(name.as_str());
-                let decisions = ["allowed", "limited"].map(|result| {
-                    metrics::counter!(crate::names::M_RATELIMIT_DECISIONS, "policy" => Arc::clone(&label), "result" => result)
-                });
-                let header_value = super::static_value(header.clone());
-                let limit_value =
-                    super::static_value(spec.limit.to_string()).unwrap_or_else(|| HeaderValue::from(spec.limit));
-                (name, Policy { spec, header, header_value, limit_value, decisions })
+            .map(|(tier, name)| match policies.get(&name) {
+                Some(p) => Ok((tier, Arc::clone(p))),
+                None => Err(format!("tier {tier:?} names unknown rate-limit policy {name:?}")),
             })
-            .collect();
-        Self { limiter, policies, tiers }
+            .collect::<Result<_, _>>()?;
+        Ok(Self { limiter, tiers })
+    }
+}
+
+/// The rate-limit policy: one limiter call for every policy that applies, sets
+/// `cx.quota` and `cx.limiter`.
+pub struct RateLimit;
+
+impl Policy for RateLimit {
+    async fn request(node: &Pipeline, cx: &mut Ctx<'_>) -> Result<Flow, GatewayError> {
+        let Some(rl) = &node.rate_limits else { return Ok(Flow::Continue) };
+        let started = cx.clock();
+        let decision = check(rl, cx.req, &cx.route, cx.identity.as_ref(), &cx.addr).await;
+        if !cx.route.spec.rate_limit.0.is_empty() {
+            cx.step(Step::Limiter, started);
+        }
+        match decision {
+            Ok(quota) => {
+                cx.limiter = if quota.is_some() { LimiterResult::Allowed } else { LimiterResult::Unlimited };
+                cx.quota = quota;
+                Ok(Flow::Continue)
+            }
+            Err((error, quota)) => {
+                cx.limiter = match error {
+                    GatewayError::RateLimited { .. } => LimiterResult::Limited,
+                    _ => LimiterResult::Unavailable,
+                };
+                cx.quota = Some(quota);
+                Err(error)
+            }
+        }
     }
 }
 
@@ -98,44 +107,41 @@ pub async fn check(
     identity: Option<&Identity>,
     addr: &ClientAddr,
 ) -> Result<Option<QuotaHeaders>, (GatewayError, QuotaHeaders)> {
-    let names = &route.spec.rate_limit.0;
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let tiered = identity.and_then(|i| i.tier.as_ref()).and_then(|t| limits.tiers.get(t));
-    let chosen: Vec<&String> = match tiered {
-        Some(p) => vec![p],
-        None => names.iter().collect(),
+    let own = match &route.limits {
+        RouteLimits::Policies(list) if list.is_empty() => return Ok(None),
+        RouteLimits::Policies(list) => list,
+        RouteLimits::Unknown(name) => {
+            return Err((
+                GatewayError::PolicyUnavailable(format!("rate-limit policy {name:?} is not defined on this node")),
+                Vec::new(),
+            ));
+        }
     };
-    let specs: Vec<(&str, &Policy, String)> = chosen
-        .iter()
-        .filter_map(|n| {
-            limits.policies.get(n.as_str()).map(|p| (n.as_str(), p, key_value(&p.spec, req, route, identity, addr)))
-        })
-        .collect();
-    if specs.is_empty() {
-        return Ok(None);
-    }
-    let checks: Vec<Check<'_>> = specs.iter().map(|(n, p, k)| Check { policy: n, spec: &p.spec, key: k }).collect();
+    let tiered = identity.and_then(|i| i.tier.as_ref()).and_then(|t| limits.tiers.get(t));
+    let chosen: &[Arc<RatePolicy>] = match tiered {
+        Some(p) => std::slice::from_ref(p),
+        None => own,
+    };
+    let specs: Vec<(&RatePolicy, String)> =
+        chosen.iter().map(|p| (&**p, key_value(&p.spec, req, route, identity, addr))).collect();
+    let checks: Vec<Check<'_>> = specs.iter().map(|(p, k)| Check { policy: &p.name, spec: &p.spec, key: k }).collect();
     let outcome = match limits.limiter.check(&checks).await {
         Ok(o) => o,
         Err(LimitError::Unavailable) => {
             return Err((GatewayError::RedisUnavailable("rate limiter storage is unavailable".into()), Vec::new()));
         }
     };
-    for ((_, policy, _), v) in specs.iter().zip(&outcome.verdicts) {
-        policy.decisions[usize::from(!v.allowed)].increment(1);
+    for ((policy, _), v) in specs.iter().zip(&outcome.verdicts) {
+        policy.count(v.allowed);
     }
     // Report the policy with the fewest requests left.
     let (i, tightest) =
         outcome.verdicts.iter().enumerate().min_by_key(|(_, v)| v.remaining).map(|(i, v)| (i, *v)).unwrap_or_default();
-    let (name, policy, _) = &specs[i];
+    let (policy, _) = &specs[i];
     let reset = secs(tightest.reset_ms);
     let policy_header = match specs.as_slice() {
-        [(_, only, _)] => only.header_value.clone(),
-        all => {
-            HeaderValue::from_str(&all.iter().map(|(_, p, _)| p.header.as_str()).collect::<Vec<_>>().join(", ")).ok()
-        }
+        [(only, _)] => only.header_value.clone(),
+        all => HeaderValue::from_str(&all.iter().map(|(p, _)| p.header.as_str()).collect::<Vec<_>>().join(", ")).ok(),
     };
     let mut headers: QuotaHeaders = Vec::with_capacity(5);
     headers.push((HeaderName::from_static("x-ratelimit-limit"), policy.limit_value.clone()));
@@ -144,7 +150,7 @@ pub async fn check(
     if let Some(v) = policy_header {
         headers.push((HeaderName::from_static("ratelimit-policy"), v));
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r={};t={reset}", tightest.remaining)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r={};t={reset}", policy.name, tightest.remaining)) {
         headers.push((HeaderName::from_static("ratelimit"), v));
     }
     if outcome.allowed {

@@ -120,9 +120,25 @@ fn is_idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
+/// What forwarding one request gave: the client response (or the gateway error) and what
+/// happened upstream.
+pub struct Proxied {
+    /// The upstream's answer as the client response, or the error to answer with.
+    pub response: Result<HttpResponse, GatewayError>,
+    /// Endpoint, attempts and timings, for metrics, the log and traces.
+    pub outcome: Outcome,
+}
+
 /// Sends the request upstream and turns the answer into the client response.
 /// `payload` may be `None` for requests without a body (background refreshes).
-pub async fn forward(
+pub async fn forward(fw: Forward<'_>, payload: Option<web::Payload>, kind: BodyKind, upstream: &Upstream) -> Proxied {
+    let mut outcome = Outcome::default();
+    let response = attempts(fw, payload, kind, upstream, &mut outcome).await;
+    Proxied { response, outcome }
+}
+
+/// `forward`'s attempts; each one updates `outcome`.
+async fn attempts(
     fw: Forward<'_>,
     payload: Option<web::Payload>,
     kind: BodyKind,
@@ -168,7 +184,13 @@ pub async fn forward(
             headers: RequestHeaders::Forward(&fw),
             body: take_body(&mut body, &fw),
         };
-        let result = within(upstream.send(request, is_idempotent(method)), timeout, upload).await;
+        let send = upstream.send(request, is_idempotent(method));
+        // Without an upload the service timeout covers the whole attempt: the attempt is
+        // handed to `timeout` directly (moving it through `within` costs a copy per request).
+        let result = match upload {
+            None => tokio::time::timeout(timeout, send).await.unwrap_or(Err(UpstreamError::Timeout)),
+            Some(upload) => within(send, timeout, upload).await,
+        };
         outcome.upstream_time = Some(sent_at.elapsed());
         outcome.sent_at = Some(sent_at);
         match result {
@@ -183,7 +205,7 @@ pub async fn forward(
                 }
                 // A stalled body ends after the service timeout of silence.
                 answer.body = answer.body.idle_timeout(timeout);
-                return Ok(respond::respond(answer, in_flight, method, fw.via));
+                return Ok(respond::respond(answer, in_flight, method));
             }
             Err(e) => {
                 let client_fault = fault.get();
@@ -218,23 +240,19 @@ pub async fn forward(
     Err(no_healthy_upstream(fw.route))
 }
 
-/// Runs one attempt under the service `timeout`. Without a streamed body (`upload` is
-/// `None`) the timeout covers the whole attempt. With one, it covers the upstream's time
-/// only — connecting and sending the head, then waiting for the answer once the body is
+/// Runs one attempt with a streamed upload under the service `timeout` (without one,
+/// `timeout` covers the whole attempt). It covers the upstream's time only — connecting and sending the head, then waiting for the answer once the body is
 /// complete — and not the upload: the client has until the request `deadline` for that
 /// (its body stream fails with 408 after it), and an upstream that stops reading the
 /// upload gets the service timeout past that deadline.
 async fn within<F>(
     attempt: F,
     timeout: Duration,
-    upload: Option<(&FaultSlot, tokio::time::Instant)>,
+    (slot, deadline): (&FaultSlot, tokio::time::Instant),
 ) -> Result<Response, UpstreamError>
 where
     F: std::future::Future<Output = Result<Response, UpstreamError>>,
 {
-    let Some((slot, deadline)) = upload else {
-        return tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(UpstreamError::Timeout));
-    };
     let mut attempt = std::pin::pin!(attempt);
     let start = tokio::time::Instant::now();
     let mut until = start + timeout;

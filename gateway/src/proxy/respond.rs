@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use actix_web::HttpResponse;
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::error::PayloadError;
-use actix_web::http::header::HeaderValue;
 use actix_web::http::{Method, StatusCode};
 use actors::balancer::InFlight;
 use bytes::Bytes;
@@ -29,9 +28,10 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Tracked<S
     }
 }
 
-pub(super) fn respond(answer: Response, in_flight: InFlight, method: &Method, via: &HeaderValue) -> HttpResponse {
-    let Response { status, mut headers, length, body } = answer;
-    headers::append_via(&mut headers, via);
+/// The upstream's answer as the client response (`Via` and the gateway's other headers
+/// are added by the pipeline's decorate phase).
+pub(super) fn respond(answer: Response, in_flight: InFlight, method: &Method) -> HttpResponse {
+    let Response { status, headers, length, body } = answer;
     let no_body = headers::is_bodiless(method, status);
     let mut response = if no_body {
         match length {

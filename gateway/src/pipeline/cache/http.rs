@@ -246,9 +246,9 @@ fn stored_header(name: &str, value: &Bytes) -> Option<(HeaderName, HeaderValue)>
     Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_maybe_shared(value.clone()).ok()?))
 }
 
-/// Renders a stored response (or a `304` when the client's validators match it), with
-/// this node's `via` appended to the stored `Via`.
-pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64, via: &HeaderValue) -> HttpResponse {
+/// Renders a stored response (or a `304` when the client's validators match it); the
+/// decorate phase appends this node's `Via` to the stored one.
+pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64) -> HttpResponse {
     let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     let not_modified = status == StatusCode::OK && client_has_it(req.headers(), entry);
     let mut res = HttpResponse::build(if not_modified { StatusCode::NOT_MODIFIED } else { status });
@@ -266,9 +266,7 @@ pub(super) fn from_entry(req: &HttpRequest, entry: &CachedResponse, age_ms: u64,
         }
     }
     res.insert_header((header::AGE, HeaderValue::from(age_ms / 1000)));
-    let mut res = if not_modified { res.finish() } else { res.body(entry.body.clone()) };
-    crate::proxy::append_via(res.headers_mut(), via);
-    res
+    if not_modified { res.finish() } else { res.body(entry.body.clone()) }
 }
 
 /// `If-None-Match` (weak comparison), else `If-Modified-Since`, against the entry.

@@ -113,8 +113,8 @@ pub struct Step<'a> {
     pub path: &'a str,
     /// The service's cache settings.
     pub spec: &'a CacheSpec,
-    /// The request body.
-    pub payload: web::Payload,
+    /// The request body (`None` once another phase took it).
+    pub payload: Option<web::Payload>,
     /// Its kind.
     pub kind: BodyKind,
 }
@@ -135,23 +135,58 @@ impl Keys {
     }
 }
 
-/// Runs the cache step and the proxy behind it; records the `X-Cache-Status` in `status`.
+/// What the cache step gave.
+pub struct Served {
+    /// The answer (stored, fetched or revalidated), or the error to answer with.
+    pub response: Result<HttpResponse, GatewayError>,
+    /// What happened upstream, when the cache went there.
+    pub outcome: Outcome,
+    /// `X-Cache-Status`.
+    pub status: CacheStatus,
+}
+
+/// Runs the cache step and the proxy behind it.
 pub async fn serve(
     layer: &CacheLayer,
     step: Step<'_>,
     client: &proxy::Upstream,
+    refresh: impl FnOnce() -> Refresh,
+) -> Served {
+    let mut outcome = Outcome::default();
+    let mut status = CacheStatus::Bypass;
+    let response = lookup(layer, step, client, &mut outcome, &mut status, refresh).await;
+    Served { response, outcome, status }
+}
+
+/// Forwards through the proxy, keeping what happened upstream in `outcome`.
+async fn proxied(
+    fw: Forward<'_>,
+    payload: Option<web::Payload>,
+    kind: BodyKind,
+    client: &proxy::Upstream,
     outcome: &mut Outcome,
-    status: &mut Option<CacheStatus>,
+) -> Result<HttpResponse, GatewayError> {
+    let p = proxy::forward(fw, payload, kind, client).await;
+    *outcome = p.outcome;
+    p.response
+}
+
+/// `serve`'s steps; `outcome` and `status` follow what they do.
+async fn lookup(
+    layer: &CacheLayer,
+    step: Step<'_>,
+    client: &proxy::Upstream,
+    outcome: &mut Outcome,
+    status: &mut CacheStatus,
     refresh: impl FnOnce() -> Refresh,
 ) -> Result<HttpResponse, GatewayError> {
     let Step { fw, path, spec, payload, kind } = step;
     let req = fw.req;
-    let via = fw.via;
     let method = req.method().clone();
     let service = Arc::clone(&fw.route.name);
     if method != Method::GET && method != Method::HEAD {
-        *status = Some(CacheStatus::Bypass);
-        let res = proxy::forward(fw, Some(payload), kind, client, outcome).await?;
+        *status = CacheStatus::Bypass;
+        let res = proxied(fw, payload, kind, client, outcome).await?;
         if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) && res.status().as_u16() < 400
         {
             invalidate(layer, &service, req, path, res.headers()).await;
@@ -162,15 +197,15 @@ pub async fn serve(
     // A body (`Content-Length` > 0 or chunked) is not part of the key: such a request
     // must neither get nor leave the bodiless entry.
     if req_cc.no_store || req.headers().contains_key(header::RANGE) || !matches!(kind, BodyKind::Empty) {
-        *status = Some(CacheStatus::Bypass);
-        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+        *status = CacheStatus::Bypass;
+        return proxied(fw, payload, kind, client, outcome).await;
     }
     // Shared entries (no consumer in the key) follow a shared cache's rules; an entry keyed
     // by its consumer is private to that consumer.
     let consumer = consumer_of(fw.route, spec, fw.identity);
     if consumer.is_none() && spec.cookies == CacheCookies::Bypass && req.headers().contains_key(header::COOKIE) {
-        *status = Some(CacheStatus::Bypass);
-        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+        *status = CacheStatus::Bypass;
+        return proxied(fw, payload, kind, client, outcome).await;
     }
     let keys = keys_of(&service, req, path, consumer);
     let hit =
@@ -180,23 +215,23 @@ pub async fn serve(
         let age = hit.response.age.current_age_ms(actors::now_unix_ms());
         match hit.response.freshness.usable(age, &req_cc) {
             Usable::Fresh => {
-                *status = Some(CacheStatus::Hit);
-                return Ok(from_entry(req, &hit.response, age, via));
+                *status = CacheStatus::Hit;
+                return Ok(from_entry(req, &hit.response, age));
             }
             Usable::StaleWhileRevalidate => {
-                *status = Some(CacheStatus::Stale);
+                *status = CacheStatus::Stale;
                 spawn_refresh(layer, refresh(), keys, Arc::clone(&hit.response), hit.key_hash);
-                return Ok(from_entry(req, &hit.response, age, via));
+                return Ok(from_entry(req, &hit.response, age));
             }
             Usable::Revalidate => stale = Some((hit.response, hit.key_hash)),
         }
     }
-    *status = Some(CacheStatus::Miss);
+    *status = CacheStatus::Miss;
     if method == Method::HEAD {
         // HEAD answers are never stored; a stored GET answers HEAD when fresh.
-        return proxy::forward(fw, Some(payload), kind, client, outcome).await;
+        return proxied(fw, payload, kind, client, outcome).await;
     }
-    fill(layer, fw, keys, spec, stale, Some(payload), kind, client, outcome, status).await
+    fill(layer, fw, keys, spec, stale, payload, kind, client, outcome, status).await
 }
 
 /// Fetches (or revalidates) upstream for a miss, sharing the result with concurrent
@@ -212,7 +247,7 @@ async fn fill(
     kind: BodyKind,
     client: &proxy::Upstream,
     outcome: &mut Outcome,
-    status: &mut Option<CacheStatus>,
+    status: &mut CacheStatus,
 ) -> Result<HttpResponse, GatewayError> {
     let req = fw.req;
     let via = fw.via;
@@ -227,12 +262,12 @@ async fn fill(
             };
             match fill {
                 Fill::Filled => {
-                    if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
-                        *status = Some(CacheStatus::Hit);
+                    if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                        *status = CacheStatus::Hit;
                         return Ok(res);
                     }
                 }
-                Fill::Failed(e) => return stale_or(stale.as_ref(), req, via, e, status),
+                Fill::Failed(e) => return stale_or(stale.as_ref(), req, e, status),
                 Fill::Pending | Fill::NotShared => {}
             }
             None
@@ -243,9 +278,9 @@ async fn fill(
         match layer.cache.try_lock(&keys.service, &keys.primary, wait).await {
             Some(true) => {
                 // A fill may have landed between our lookup and the lock: check once more.
-                if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
+                if let Some(res) = lookup_fresh(layer, &keys, req).await {
                     layer.cache.release_quietly(&keys.service, &keys.primary).await;
-                    *status = Some(CacheStatus::Hit);
+                    *status = CacheStatus::Hit;
                     if let Some(g) = guard {
                         g.finish(Fill::Filled);
                     }
@@ -259,8 +294,8 @@ async fn fill(
                     layer.cache.forget(&keys.service, key_hash);
                 }
                 layer.cache.forget(&keys.service, &keys.primary);
-                if let Some(res) = lookup_fresh(layer, &keys, req, via).await {
-                    *status = Some(CacheStatus::Hit);
+                if let Some(res) = lookup_fresh(layer, &keys, req).await {
+                    *status = CacheStatus::Hit;
                     if let Some(g) = guard {
                         g.finish(Fill::Filled);
                     }
@@ -280,7 +315,7 @@ async fn fill(
     let route_cache = Arc::clone(&keys.service);
     let fw = Forward { conditional: Some(&conditional), ..fw };
     let request_ms = actors::now_unix_ms();
-    let result = proxy::forward(fw, payload, kind, client, outcome).await;
+    let result = proxied(fw, payload, kind, client, outcome).await;
     let release = |layer: &CacheLayer| {
         if locked {
             let cache = layer.cache.clone();
@@ -294,7 +329,7 @@ async fn fill(
             if let Some(g) = guard {
                 g.finish(Fill::Failed(e.clone()));
             }
-            return stale_or(stale.as_ref(), req, via, e, status);
+            return stale_or(stale.as_ref(), req, e, status);
         }
         Ok(res) => res,
     };
@@ -305,20 +340,20 @@ async fn fill(
         let Some(ttl) = ttl else {
             // Still valid, but not to be stored (again): this client gets it once.
             release(layer);
-            return Ok(from_entry(req, &updated, updated.age.current_age_ms(actors::now_unix_ms()), via));
+            return Ok(from_entry(req, &updated, updated.age.current_age_ms(actors::now_unix_ms())));
         };
         let (stored, write) = layer.cache.save(&route_cache, &keys.url, &keys.primary, updated, ttl);
         actix_rt::spawn(write);
         if let Some(g) = guard {
             g.finish(Fill::Filled);
         }
-        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms()), via));
+        return Ok(from_entry(req, &stored, stored.age.current_age_ms(actors::now_unix_ms())));
     }
     if matches!(code.as_u16(), 500 | 502 | 503 | 504)
-        && let Some(old) = stale_on_error(stale.as_ref(), req, via)
+        && let Some(old) = stale_on_error(stale.as_ref(), req)
     {
         release(layer);
-        *status = Some(CacheStatus::Stale);
+        *status = CacheStatus::Stale;
         return Ok(old);
     }
     let Some(plan) = plan(&res, req, request_ms, layer, spec, via, keys.authorized) else {
@@ -354,25 +389,21 @@ async fn fill(
 /// A stored response that is fresh for this request, rendered. The request's own
 /// directives count: after `no-cache` (or a `max-age` the entry exceeds) nothing stored
 /// qualifies, so such a request reaches the origin even when a fill landed meanwhile.
-async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest, via: &HeaderValue) -> Option<HttpResponse> {
+async fn lookup_fresh(layer: &CacheLayer, keys: &Keys, req: &HttpRequest) -> Option<HttpResponse> {
     let req_cc = request_directives(req.headers());
     if req_cc.no_cache {
         return None;
     }
     let hit = layer.cache.lookup(&keys.service, &keys.url, &keys.primary, |n| vary_values(req.headers(), n)).await?;
     let age = hit.response.age.current_age_ms(actors::now_unix_ms());
-    (hit.response.freshness.usable(age, &req_cc) == Usable::Fresh).then(|| from_entry(req, &hit.response, age, via))
+    (hit.response.freshness.usable(age, &req_cc) == Usable::Fresh).then(|| from_entry(req, &hit.response, age))
 }
 
 /// `stale-if-error`: the stale copy rendered, when it may stand in for an upstream error.
-fn stale_on_error(
-    stale: Option<&(Arc<CachedResponse>, String)>,
-    req: &HttpRequest,
-    via: &HeaderValue,
-) -> Option<HttpResponse> {
+fn stale_on_error(stale: Option<&(Arc<CachedResponse>, String)>, req: &HttpRequest) -> Option<HttpResponse> {
     let (old, _) = stale?;
     let age = old.age.current_age_ms(actors::now_unix_ms());
-    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age, via))
+    old.freshness.usable_on_error(age).then(|| from_entry(req, old, age))
 }
 
 /// `stale-if-error` for an error of the gateway's own (502, 503, 504): the stale copy when
@@ -380,12 +411,11 @@ fn stale_on_error(
 fn stale_or(
     stale: Option<&(Arc<CachedResponse>, String)>,
     req: &HttpRequest,
-    via: &HeaderValue,
     e: GatewayError,
-    status: &mut Option<CacheStatus>,
+    status: &mut CacheStatus,
 ) -> Result<HttpResponse, GatewayError> {
-    let old = stale_on_error(stale, req, via).ok_or(e)?;
-    *status = Some(CacheStatus::Stale);
+    let old = stale_on_error(stale, req).ok_or(e)?;
+    *status = CacheStatus::Stale;
     Ok(old)
 }
 
@@ -457,7 +487,7 @@ fn spawn_refresh(layer: &CacheLayer, r: Refresh, keys: Keys, stale: Arc<CachedRe
             traceparent: None,
         };
         let mut outcome = Outcome::default();
-        let mut status = None;
+        let mut status = CacheStatus::Miss;
         let stale = Some((stale, key_hash));
         let res =
             fill(layer, fw, keys, &spec, stale, None, BodyKind::Empty, &r.client, &mut outcome, &mut status).await;

@@ -17,11 +17,31 @@ use actors::registry::Route;
 use actors::spec::{QueueMode, QueueSpec};
 use serde_json::json;
 
+use super::limits::{self, BodyKind};
+use super::phase::{Flow, Policy};
+use super::upstream::{self, Extras};
+use super::{Ctx, Pipeline, auth, request_id};
 use crate::error::{GatewayError, Rejected};
 use crate::names;
-use crate::pipeline::limits::BodyKind;
-use crate::pipeline::{self, Pipeline, request_id};
 use crate::proxy::{self, Forward};
+
+/// The queue policy: a request matching its service's `queue.match` becomes a job and is
+/// answered here (`202`, or the job's result in `sync` mode).
+pub struct Enqueue;
+
+impl Policy for Enqueue {
+    async fn request(node: &Pipeline, cx: &mut Ctx<'_>) -> Result<Flow, GatewayError> {
+        let (Some(queues), Some(spec)) = (&node.queues, matching(&cx.route, cx.req, &cx.path)) else {
+            return Ok(Flow::Continue);
+        };
+        let kind = limits::body_kind(cx.req.headers(), &node.limits)?;
+        let Some(payload) = cx.payload.take() else {
+            return Err(GatewayError::BadRequest("the request body was already read".into()));
+        };
+        let x = Extras::of(cx);
+        enqueue(&upstream::forward(node, cx, &x), spec, queues, payload, kind).await.map(Flow::Respond)
+    }
+}
 
 /// Longest `Idempotency-Key` accepted.
 const IDEMPOTENCY_KEY_MAX: usize = 255;
@@ -135,7 +155,7 @@ async fn read(req: &HttpRequest, id: &str, cx: &Pipeline) -> Result<JobRecord, G
     let missing = || GatewayError::NotFound(format!("job {id:?} not found"));
     let service = job_service(id).ok_or_else(missing)?;
     let route = cx.routes.load().get(service).cloned().ok_or_else(missing)?;
-    let caller = pipeline::identify(req, &route, cx)?.map(|i| i.consumer).unwrap_or_default();
+    let caller = auth::identify(req.headers(), &route, cx)?.map(|i| i.consumer).unwrap_or_default();
     let queues = cx.queues.as_ref().ok_or_else(missing)?;
     let rec = queues.get(id).await.map_err(unavailable)?.ok_or_else(missing)?;
     if rec.consumer != caller {
