@@ -7,10 +7,12 @@
 # mock-upstream (cargo build -p gateway -p cluster-tests --bins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 BIN=${BIN:-target/debug}
 TOKEN=dash-demo-token
 dir=$(mktemp -d)
-up_port=$(( 20000 + RANDOM % 10000 )); gw_port=$(( up_port + 1 )); admin_port=$(( up_port + 2 ))
+base=$(( 20000 + RANDOM % 10000 ))
+pick_port up_port "$base"; pick_port gw_port "$base"; pick_port admin_port "$base"
 cat > "$dir/gw.toml" <<TOML
 [node]
 listen = "127.0.0.1:$gw_port"
@@ -38,9 +40,15 @@ endpoints = ["http://127.0.0.1:$up_port"]
 ttl = "60s"
 TOML
 "$BIN/mock-upstream" "$up_port" >/dev/null 2>&1 & up_pid=$!
-"$BIN/gateway" --config "$dir/gw.toml" >"$dir/gw.log" 2>&1 & gw_pid=$!
-trap 'kill $up_pid $gw_pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null && break; sleep 0.1; done
+"$BIN/gateway" --config "$dir/gw.toml" >"$dir/gateway.log" 2>&1 & gw_pid=$!
+cleanup() {
+  local rc=$?
+  stop_pids "$up_pid" "$gw_pid"
+  rm -rf "$dir"
+  exit $rc
+}
+on_exit cleanup
+LOG_DIR=$dir wait_until 10 gateway "$gw_pid" http_ok "http://127.0.0.1:$admin_port/ready"
 admin=(-s -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json')
 key_of() {
   curl "${admin[@]}" -X POST "http://127.0.0.1:$admin_port/admin/consumers" -d "{\"id\":\"$1\"}" >/dev/null

@@ -11,7 +11,7 @@
 # median of the per-pair B/A ratios) and writes it to bench/tmp/ab-<UTC time>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+. scripts/lib.sh
 [ $# -ge 2 ] || { echo "usage: $0 A_BIN B_BIN [RUNS] [scenario...]" >&2; exit 2; }
 A=$(realpath "$1") B=$(realpath "$2"); shift 2
 RUNS=${1:-6}; [ $# -gt 0 ] && shift

@@ -13,14 +13,13 @@
 # Needs release binaries (mock-upstream from this tree) and valgrind (apt-get install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+. scripts/lib.sh
 [ $# -ge 1 ] || { echo "usage: $0 GATEWAY_BIN [N] [scenario...]" >&2; exit 2; }
 BIN=$(realpath "$1"); shift
 N=${1:-2000}; [ $# -gt 0 ] && shift
 SCENARIOS=("$@"); [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(passthrough full cached)
 WARM=${WARM:-300}
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-command -v valgrind >/dev/null || { as_root apt-get update -qq; as_root apt-get install -y -qq valgrind >/dev/null; }
+command -v valgrind >/dev/null || apt_install_or_die valgrind
 
 OUT=$ROOT/bench/tmp/callgrind
 rm -rf "$OUT"; mkdir -p "$OUT"

@@ -19,7 +19,7 @@
 # Loopback only. Everything it starts is stopped on exit, even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+. scripts/lib.sh
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -31,10 +31,6 @@ DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full full_no_analytics cac
 
 # Planned scenarios and the feature each one waits for (none at the moment).
 declare -A PLANNED=()
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf '\n!!! bench.sh: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---- cluster propagation (not wrk scenarios) ---------------------------------------------
 # run_propagation NAME BIN COUNT WHAT: builds and runs a propagation benchmark binary of
@@ -109,22 +105,17 @@ want queue_sync && { NEED_GATEWAY=1; NEED_REDIS=1; }
 want express_full && { NEED_REDIS=1; NEED_EXPRESS=1; }
 
 # ---- tools ----------------------------------------------------------------------------
-APT_UPDATED=0
-apt_install() {
-  if [ $APT_UPDATED = 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
-}
-command -v curl >/dev/null 2>&1 || { log "installing curl"; apt_install curl; }
-command -v wrk >/dev/null 2>&1 || { log "installing wrk"; apt_install wrk; }
+command -v curl >/dev/null 2>&1 || { log "installing curl"; apt_install_or_die curl; }
+command -v wrk >/dev/null 2>&1 || { log "installing wrk"; apt_install_or_die wrk; }
 if [ $NEED_CLUSTER = 1 ] && ! command -v haproxy >/dev/null 2>&1; then
   log "installing haproxy"
-  apt_install haproxy
+  apt_install_or_die haproxy
   as_root systemctl disable --now haproxy >/dev/null 2>&1 || true
 fi
 if [ $NEED_NGINX = 1 ]; then
-  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if ! have nginx; then
     log "installing nginx"
-    apt_install nginx-light || apt_install nginx
+    apt_install nginx-light || apt_install_or_die nginx
   fi
   NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 fi
@@ -141,45 +132,20 @@ UPSTREAM_BIN=$ROOT/target/release/mock-upstream
 
 # ---- process management ---------------------------------------------------------------
 TMP=$ROOT/bench/tmp
+LOG_DIR=$TMP
 mkdir -p "$TMP"
 PIDS=()
 WRK_PID=
 cleanup() {
   local rc=$?
   [ -z "$WRK_PID" ] || kill "$WRK_PID" 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_pids "${PIDS[@]}"
   exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# pick_port VAR BASE: set VAR to the first port >= BASE that nothing listens on and that
-# this run has not taken already.
-TAKEN=" "
-pick_port() {
-  local p=$2
-  while port_in_use "$p" || [[ $TAKEN == *" $p "* ]]; do p=$((p + 1)); done
-  TAKEN+="$p "
-  printf -v "$1" '%s' "$p"
-}
+on_exit cleanup
 
 # wait_http URL NAME PID: until URL answers 200 (30 s), failing if PID dies.
-wait_http() {
-  local url=$1 name=$2 pid=$3
-  for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $TMP/$name.log)"
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" = 200 ]; then return 0; fi
-    sleep 0.1
-  done
-  die "$name not ready at $url after 30 s (see $TMP/$name.log)"
-}
+wait_http() { wait_until 30 "$2" "$3" http_ok "$1"; }
 
 HDR=()
 # check_ok URL NAME: one request must return 200 with body "ok" (sends HDR's headers).
@@ -236,33 +202,25 @@ EOF
   wait_http "http://127.0.0.1:$NGINX_PORT/" nginx "$!"
 fi
 
-JWT_SECRET=bench-$(date +%s)-$RANDOM-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-# An HS256 token for the JWT scenarios, signed with the standard library only.
-BENCH_TOKEN=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
-body = b64(json.dumps({"sub": "bench", "role": "free", "exp": int(time.time()) + 3600}).encode())
-sig = b64(hmac.new(os.environ["JWT_SECRET"].encode(), head + b"." + body, hashlib.sha256).digest())
-print((head + b"." + body + b"." + sig).decode())
-PY
-)
+JWT_SECRET=bench-$(date +%s)-$RANDOM-$(random_hex)
+# An HS256 token for the JWT scenarios.
+BENCH_TOKEN=$(hs256_jwt "$JWT_SECRET" bench bench 3600)
 
 REDIS_CONF=""
 if [ $NEED_REDIS = 1 ]; then
-  command -v redis-server >/dev/null 2>&1 || { log "installing redis-server"; apt_install redis-server; }
+  command -v redis-server >/dev/null 2>&1 || { log "installing redis-server"; apt_install_or_die redis-server; }
   pick_port REDIS_PORT 18379
   log "starting redis-server on 127.0.0.1:$REDIS_PORT"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$TMP/redis.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_until 5 redis "$!" redis_ping "$REDIS_PORT"
   REDIS_CONF="[redis]
 url = \"redis://127.0.0.1:$REDIS_PORT/0\"
 command_timeout = \"250ms\""
 fi
 
 if [ $NEED_EXPRESS = 1 ]; then
-  command -v node >/dev/null 2>&1 || { log "installing nodejs and npm"; apt_install nodejs npm; }
+  command -v node >/dev/null 2>&1 || { log "installing nodejs and npm"; apt_install_or_die nodejs npm; }
   if [ ! -d "$ROOT/bench/express/node_modules" ]; then
     log "npm install (bench/express: express, ioredis, jsonwebtoken, http-proxy-middleware)"
     (cd "$ROOT/bench/express" && npm install --silent --no-audit --no-fund >/dev/null) || die "npm install failed"
@@ -272,10 +230,7 @@ if [ $NEED_EXPRESS = 1 ]; then
   PORT=$EXPRESS_PORT UPSTREAM="http://127.0.0.1:$UPSTREAM_PORT" JWT_SECRET=$JWT_SECRET \
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT" node "$ROOT/bench/express/gateway.js" >"$TMP/express.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$EXPRESS_PORT/bench")" = 200 ] && break
-    sleep 0.1
-  done
+  wait_until 10 express "$!" http_ok "http://127.0.0.1:$EXPRESS_PORT/bench" -H "Authorization: Bearer $BENCH_TOKEN"
 fi
 
 if [ $NEED_GATEWAY = 1 ]; then
@@ -374,19 +329,26 @@ EOF
   wait_http "http://127.0.0.1:$ADMIN_PORT/ready" gateway "$GATEWAY_PID"
 fi
 
+# start_node NAME PORT ADMIN CONFIG: one more gateway (node id bench-NAME) on CONFIG, its
+# listeners on PORT and ADMIN, logging to gateway-NAME.log.
+start_node() {
+  local name=$1 port=$2 admin=$3 config=$4 pid
+  log "starting gateway ($name) on 127.0.0.1:$port (admin $admin)"
+  GATEWAY__NODE__ID=bench-$name GATEWAY__NODE__LISTEN=127.0.0.1:$port GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$admin \
+    "$GATEWAY_BIN" --config "$config" >"$TMP/gateway-$name.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$admin/ready" "gateway-$name" "$pid"
+}
+
 # start_variant NAME PORTVAR ADMINVAR BASE TOML: a second node on the same config plus
 # the TOML lines appended (a variant of one setting, measured next to the main node).
 start_variant() {
-  local name=$1 port_var=$2 admin_var=$3 base=$4 extra=$5 pid
+  local name=$1 port_var=$2 admin_var=$3 base=$4 extra=$5
   pick_port "$port_var" "$base"
   pick_port "$admin_var" $((base + 1))
   { cat "$TMP/gateway.toml"; printf '\n%s\n' "$extra"; } >"$TMP/gateway-$name.toml"
-  log "starting gateway ($name) on 127.0.0.1:${!port_var} (admin ${!admin_var})"
-  GATEWAY__NODE__ID=bench-$name GATEWAY__NODE__LISTEN=127.0.0.1:${!port_var} GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:${!admin_var} \
-    "$GATEWAY_BIN" --config "$TMP/gateway-$name.toml" >"$TMP/gateway-$name.log" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  wait_http "http://127.0.0.1:${!admin_var}/ready" "gateway-$name" "$pid"
+  start_node "$name" "${!port_var}" "${!admin_var}" "$TMP/gateway-$name.toml"
 }
 # full_no_analytics: the same node with analytics off, to price the analytics pipeline.
 [ $NEED_QUIET = 0 ] || start_variant quiet QUIET_PORT QUIET_ADMIN 18088 $'[analytics]\nenabled = false'
@@ -399,11 +361,7 @@ if [ $NEED_CLUSTER = 1 ]; then
   for n in 2 3; do
     pick_port NODE_PORT 18082
     pick_port NODE_ADMIN 18085
-    log "starting gateway node $n on 127.0.0.1:$NODE_PORT (admin $NODE_ADMIN)"
-    GATEWAY__NODE__ID=bench-$n GATEWAY__NODE__LISTEN=127.0.0.1:$NODE_PORT GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$NODE_ADMIN \
-      "$GATEWAY_BIN" --config "$TMP/gateway.toml" >"$TMP/gateway-$n.log" 2>&1 &
-    PIDS+=($!)
-    wait_http "http://127.0.0.1:$NODE_ADMIN/ready" "gateway-$n" "$!"
+    start_node "$n" "$NODE_PORT" "$NODE_ADMIN" "$TMP/gateway.toml"
     NODE_PORTS+=("$NODE_PORT")
   done
   pick_port HAPROXY_PORT 18075

@@ -9,7 +9,7 @@
 #   --purge     also delete the run directory (logs, generated config, Redis data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+. scripts/lib.sh
 
 RUN=${CLUSTER_DIR:-$ROOT/.cluster}
 PURGE=0
@@ -23,16 +23,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-log() { printf '==> %s\n' "$*" >&2; }
-
 if [ ! -s "$RUN/pids" ]; then
   log "nothing to stop (no $RUN/pids)"
   if [ $PURGE = 1 ] && [ -d "$RUN" ]; then rm -rf "$RUN"; fi
   exit 0
 fi
-
-# ours PID START: the process is still the one cluster-up.sh started.
-ours() { [ "$(awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null || true)" = "$2" ]; }
 
 # Stop in groups, reverse start order within each: LB, gateways, upstreams, Redis.
 mapfile -t ENTRIES < <(tac "$RUN/pids")

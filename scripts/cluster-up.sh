@@ -24,7 +24,7 @@
 # Stop everything it started with scripts/cluster-down.sh (same --dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+. scripts/lib.sh
 
 REDIS_MODE=standalone
 RUN=${CLUSTER_DIR:-$ROOT/.cluster}
@@ -50,14 +50,10 @@ RUN=$(cd "$RUN" && pwd)
 WORKERS=${WORKERS:-1}
 NODES=(gw-1 gw-2 gw-3)
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf '\n!!! cluster-up.sh: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
 # ---- an earlier run ---------------------------------------------------------------------
 if [ -s "$RUN/pids" ]; then
   while read -r name pid start; do
-    if [ "$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null || true)" = "$start" ]; then
+    if ours "$pid" "$start"; then
       die "a cluster from $RUN is still running ($name, pid $pid): run scripts/cluster-down.sh first"
     fi
   done <"$RUN/pids"
@@ -68,25 +64,10 @@ chmod 700 "$RUN"
 : >"$RUN/pids"
 
 # ---- tools --------------------------------------------------------------------------------
-APT_UPDATED=0
-apt_install() {
-  if [ $APT_UPDATED = 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
-  # Keep Debian's maintainer scripts from starting a system-wide haproxy / redis service
-  # (one on 6379 may already be someone else's): policy-rc.d says "no" for the install.
-  local policy=/usr/sbin/policy-rc.d added=0
-  if [ ! -e $policy ]; then
-    as_root sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy"
-    added=1
-  fi
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >"$RUN/logs/apt.log" 2>&1 || rc=$?
-  [ $added = 0 ] || as_root rm -f $policy
-  [ $rc = 0 ] || die "apt-get install $* failed (see $RUN/logs/apt.log)"
-}
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-have curl || { log "installing curl"; apt_install curl; }
-if ! have redis-server || ! have redis-cli; then log "installing redis-server"; apt_install redis-server; fi
-have haproxy || { log "installing haproxy"; apt_install haproxy; }
+APT_LOG=$RUN/logs/apt.log
+have curl || { log "installing curl"; apt_install_or_die curl; }
+if ! have redis-server || ! have redis-cli; then log "installing redis-server"; apt_install_or_die redis-server; fi
+have haproxy || { log "installing haproxy"; apt_install_or_die haproxy; }
 HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 REDIS_SERVER_BIN=$(command -v redis-server || echo /usr/sbin/redis-server)
 
@@ -122,7 +103,7 @@ log "gateway: ${GATEWAY_BIN#"$ROOT"/}, upstream: ${UPSTREAM_BIN#"$ROOT"/}"
 # ---- helpers ------------------------------------------------------------------------------
 # On any failure before the end, stop what this run started.
 STARTED=0
-on_exit() {
+stop_started() {
   local rc=$?
   if [ $STARTED = 0 ] && [ -s "$RUN/pids" ]; then
     log "startup failed: stopping what was started (logs stay in $RUN/logs)"
@@ -130,24 +111,7 @@ on_exit() {
   fi
   exit $rc
 }
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# pick_port VAR BASE [OFFSET]: the first port >= BASE that nothing listens on, that this
-# run has not taken, and (with OFFSET) whose port + OFFSET is free too (cluster bus).
-TAKEN=" "
-pick_port() {
-  local p=$2 off=${3:-}
-  while port_in_use "$p" || [[ $TAKEN == *" $p "* ]] ||
-    { [ -n "$off" ] && { port_in_use $((p + off)) || [[ $TAKEN == *" $((p + off)) "* ]]; }; }; do
-    p=$((p + 1))
-  done
-  TAKEN+="$p "
-  [ -z "$off" ] || TAKEN+="$((p + off)) "
-  printf -v "$1" '%s' "$p"
-}
+on_exit stop_started
 
 # spawn NAME CMD...: run CMD in its own session (survives this script and the terminal),
 # output to logs/NAME.log, and record "NAME PID STARTTIME" for cluster-down.sh.
@@ -156,7 +120,7 @@ spawn() {
   setsid "$@" </dev/null >"$RUN/logs/$name.log" 2>&1 &
   local pid=$! start=""
   for _ in 1 2 3 4 5; do
-    start=$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null || true)
+    start=$(proc_start "$pid")
     [ -z "$start" ] || break
     sleep 0.05
   done
@@ -164,27 +128,9 @@ spawn() {
   echo "$name $pid $start" >>"$RUN/pids"
   LAST_PID=$pid
 }
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# wait_until SECONDS NAME PID CMD...: until CMD succeeds, failing when PID dies.
-wait_until() {
-  local secs=$1 name=$2 pid=$3; shift 3
-  local i
-  for ((i = 0; i < secs * 10; i++)); do
-    if [ -n "$pid" ] && ! alive "$pid"; then
-      die "$name exited during startup; last log lines:
-$(tail -n 15 "$RUN/logs/$name.log" 2>/dev/null)"
-    fi
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  die "$name not ready after ${secs}s; last log lines:
-$(tail -n 15 "$RUN/logs/$name.log" 2>/dev/null)"
-}
-http_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" || true)" = 200 ]; }
+LOG_DIR=$RUN/logs
 # join_list A B C -> "A, B, C"
 join_list() { local IFS=,; local s="$*"; printf '%s' "${s//,/, }"; }
-redis_ping() { [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]; }
 
 redis_start() { # redis_start NAME PORT EXTRA_ARGS...
   local name=$1 port=$2; shift 2
@@ -295,7 +241,6 @@ for i in 1 2; do
 done
 
 # ---- gateway nodes ------------------------------------------------------------------------
-random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
 ADMIN_TOKEN=${GATEWAY_ADMIN_TOKEN:-$(random_hex)}
 JWT_SECRET=${JWT_SECRET:-$(random_hex)}
 
@@ -492,18 +437,7 @@ nodes_seen || log "warning: GET /admin/nodes does not list all ${#NODES[@]} node
 
 # ---- a demo JWT ---------------------------------------------------------------------------
 DEMO_JWT=""
-if have python3; then
-  DEMO_JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "demo"}).encode())
-body = b64(json.dumps({"sub": "demo-user", "role": "free", "iat": int(time.time()),
-                       "exp": int(time.time()) + 24 * 3600}).encode())
-sig = b64(hmac.new(os.environ["JWT_SECRET"].encode(), head + b"." + body, hashlib.sha256).digest())
-print((head + b"." + body + b"." + sig).decode())
-PY
-  )
-fi
+if have python3; then DEMO_JWT=$(hs256_jwt "$JWT_SECRET" demo demo-user $((24 * 3600)) iat); fi
 
 # ---- state and output ---------------------------------------------------------------------
 URLS=("$LB")

@@ -13,20 +13,16 @@
 # 1.5 min; the first run adds ~20 s for the pip install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 version=4.32.5
 venv=${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/gateway/schemathesis-venv}
 examples=${SCHEMATHESIS_EXAMPLES:-30}
 seconds=${SCHEMATHESIS_SECONDS:-240}
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
   echo "==> installing schemathesis $version into $venv"
-  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
-  fi
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then apt_install_or_die python3-venv; fi
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
@@ -37,15 +33,15 @@ cargo build -q -p gateway
 work=$(mktemp -d)
 gw_pid=
 cleanup() {
-  if [ -n "$gw_pid" ]; then kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; fi
+  local rc=$?
+  [ -z "$gw_pid" ] || stop_pids "$gw_pid"
   rm -rf "$work"
+  exit $rc
 }
-trap cleanup EXIT
+on_exit cleanup
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-admin_port=$(free_port)
-while [ "$admin_port" = "$port" ]; do admin_port=$(free_port); done
+pick_port port 18600
+pick_port admin_port 18601
 token="schemathesis-admin-token-$RANDOM$RANDOM"
 
 # Memory mode; a JWT key and a rate-limit policy so that generated services may use them.
@@ -74,11 +70,7 @@ TOML
 
 target/debug/gateway --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_pid=$!
-for _ in $(seq 1 300); do
-  if curl -fsS "http://127.0.0.1:$admin_port/ready" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$gw_pid" 2>/dev/null; then cat "$work/gateway.log" >&2; echo "!!! gateway exited" >&2; exit 1; fi
-  sleep 0.1
-done
+LOG_DIR=$work wait_until 30 gateway "$gw_pid" http_ok "http://127.0.0.1:$admin_port/ready"
 
 echo "==> schemathesis $version against http://127.0.0.1:$admin_port/admin/openapi.json ($examples examples per operation, at most ${seconds}s)"
 rc=0

@@ -15,11 +15,9 @@
 # built with cargo when missing), KEEP_RUN=1 to keep the run directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-
-log() { printf '==> test-deploy: %s\n' "$*" >&2; }
-fail() { printf '\n!!! test-deploy: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+. scripts/lib.sh
+LOG_PREFIX="test-deploy: " DIE_NAME=test-deploy
+fail() { die "$@"; }
 
 # ---- 1. the compose file ------------------------------------------------------------------
 COMPOSE=()
@@ -31,8 +29,7 @@ find_compose() {
 }
 if ! find_compose; then
   log "neither 'docker compose' nor docker-compose found: installing Debian's docker-compose"
-  { as_root apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; } ||
+  apt_install --no-install-recommends docker-compose ||
     fail "could not install docker-compose with apt-get: docker-compose.cluster.yml cannot be validated"
   find_compose || fail "docker-compose installed but not found on PATH"
 fi
@@ -76,9 +73,7 @@ cleanup() {
   rm -f "$PIDS_COPY"
   exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 log "scripts/cluster-up.sh --redis standalone --dir $RUN"
 bash scripts/cluster-up.sh --redis standalone --dir "$RUN" >"$RUN/urls.out" 2>"$RUN/cluster-up.err" || {
@@ -114,7 +109,7 @@ bash scripts/cluster-down.sh --dir "$RUN" >"$RUN/cluster-down.err" 2>&1 || {
 left=()
 while read -r name pid start; do
   # The same pid with the same start time is the process cluster-up.sh started.
-  if [ "$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null || true)" = "$start" ]; then
+  if ours "$pid" "$start"; then
     left+=("$name:$pid")
   fi
 done <"$PIDS_COPY"

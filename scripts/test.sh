@@ -6,12 +6,10 @@
 # tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+. scripts/lib.sh
 
 # Tests start their own redis-server and haproxy, and generate keys and certificates with
 # openssl; the deployment smoke test (scripts/test-deploy.sh) needs curl and python3.
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 have redis-server || missing+=(redis-server)
 have openssl || missing+=(openssl)
@@ -23,18 +21,9 @@ have chromium || missing+=(chromium)
 have node || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
-  as_root apt-get update -qq
-  # Keep Debian's maintainer scripts from starting system-wide redis / haproxy services
-  # (a redis on 6379 may be someone else's): policy-rc.d says "no" during the install.
-  policy=/usr/sbin/policy-rc.d added=0
-  if [ ! -e $policy ]; then
-    as_root sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy"
-    added=1
-  fi
-  rc=0
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
-  [ $added = 0 ] || as_root rm -f $policy
-  [ $rc = 0 ] || { echo "!!! apt-get install ${missing[*]} failed" >&2; exit 1; }
+  # apt_install keeps Debian's maintainer scripts from starting system-wide redis /
+  # haproxy services (a redis on 6379 may be someone else's).
+  apt_install_or_die "${missing[@]}"
 fi
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

@@ -106,6 +106,7 @@ pub fn test_store(url: String, topology: actors::redis::Topology, command_timeou
         connect_timeout: Duration::from_millis(500),
         command_timeout,
         key_prefix: "gw:".into(),
+        pool_size: actors::redis::DEFAULT_POOL_SIZE,
     };
     actors::redis::Store::new(cfg, actors::status::NodeStatus::redis()).expect("valid settings")
 }

@@ -1,7 +1,9 @@
 //! `actors::redis::Store` against real deployments: the contract of its dedicated
 //! connections (`dedicated()` for blocking commands, `pubsub()` for events) on standalone
-//! Redis and on a six-node Redis Cluster.
+//! Redis and on a six-node Redis Cluster, and `pool_size` bounding its command connections.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actors::redis::{Store, Topology};
@@ -60,4 +62,60 @@ async fn dedicated_connections_block_and_subscribe_on_a_redis_cluster() {
     let s = store("redis://unused".into(), Topology::Cluster { nodes: cluster.urls() });
     assert!(s.is_cluster());
     dedicated_and_pubsub_work(&s).await;
+}
+
+/// Clients connected to `redis` (the asking connection included).
+async fn connected_clients(redis: &TestRedis) -> Option<usize> {
+    let mut conn = redis::Client::open(redis.url()).ok()?.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO").arg("clients").query_async(&mut conn).await.ok()?;
+    info.lines().find_map(|l| l.strip_prefix("connected_clients:")).and_then(|n| n.trim().parse().ok())
+}
+
+/// `threads` threads, each on its own current-thread runtime, send commands through
+/// clones of `store` until `stop` is set (their per-thread connections stay open).
+fn command_threads(store: &Store, threads: usize, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|_| {
+            let (store, stop) = (store.clone(), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    while !stop.load(Ordering::Acquire) {
+                        let _: Result<String, _> = store.query(&redis::cmd("PING")).await;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                });
+            })
+        })
+        .collect()
+}
+
+/// Standalone: `pool_size` is the most command connections a node opens — the shared one
+/// plus one per thread that sends commands, up to `pool_size - 1` of them.
+#[actix_rt::test]
+async fn pool_size_bounds_the_command_connections_to_a_standalone_server() {
+    // (pool_size, threads sending commands, command connections expected)
+    for (pool_size, threads, expected) in [(1, 3, 1), (3, 4, 3), (16, 3, 4)] {
+        let redis = TestRedis::start();
+        let mut cfg = store(redis.url(), Topology::Standalone).config().clone();
+        cfg.pool_size = pool_size;
+        let s = Store::new(cfg, actors::status::NodeStatus::redis()).expect("valid settings");
+        s.connect().await.expect("connects");
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = command_threads(&s, threads, &stop);
+        // + 1: the connection that asks.
+        let settled = cluster_tests::eventually(Duration::from_secs(5), async || {
+            (connected_clients(&redis).await? == expected + 1).then_some(())
+        })
+        .await;
+        // Stays there: no thread opens more later.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = connected_clients(&redis).await;
+        stop.store(true, Ordering::Release);
+        for h in handles {
+            h.join().expect("command thread");
+        }
+        assert!(settled.is_some(), "pool_size {pool_size}, {threads} threads: never {expected} connections");
+        assert_eq!(after, Some(expected + 1), "pool_size {pool_size}, {threads} threads");
+    }
 }

@@ -1,5 +1,6 @@
-//! The Redis connection layer: one shared connection for commands and scripts (`Store`),
-//! every call bounded by `command_timeout`, for the three deployments of SPEC §3 —
+//! The Redis connection layer: one shared connection for commands and scripts (`Store`;
+//! standalone adds up to `pool_size - 1` per-thread ones, `local`), every call bounded by
+//! `command_timeout`, for the three deployments of SPEC §3 —
 //! standalone (a self-reconnecting `ConnectionManager`), Sentinel (the same, to the master
 //! the sentinels name, re-discovered after a failover) and Cluster (a `ClusterConnection`
 //! routing each command to its slot's owner) — plus the key schema (`keys`), the scripts
@@ -74,7 +75,15 @@ pub struct StoreConfig {
     pub command_timeout: Duration,
     /// Key prefix.
     pub key_prefix: String,
+    /// Standalone only: the most command connections one node opens to the server — the
+    /// shared one plus up to `pool_size - 1` per-thread ones (`local`); threads beyond
+    /// that use the shared connection. Sentinel and Cluster ignore it (one shared
+    /// connection, one per cluster node).
+    pub pool_size: usize,
 }
+
+/// `[redis] pool_size` when the config does not say.
+pub const DEFAULT_POOL_SIZE: usize = 16;
 
 impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,6 +93,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
@@ -148,6 +158,8 @@ pub struct Store {
     actor: &'static str,
     /// The breaker around Redis, shared by every actor of the node.
     guard: Arc<guard::RedisGuard>,
+    /// Threads holding a connection of their own (standalone), at most `pool_size - 1`.
+    per_thread: Arc<local::Budget>,
 }
 
 impl Store {
@@ -171,6 +183,13 @@ impl Store {
             Topology::Cluster { nodes } => cluster_target(nodes, &base, certs.as_ref(), &cfg)?,
         };
         let keys = Keys::new(&cfg.key_prefix);
+        if !matches!(cfg.topology, Topology::Standalone) && cfg.pool_size != DEFAULT_POOL_SIZE {
+            tracing::info!(
+                pool_size = cfg.pool_size,
+                mode = cfg.topology_name(),
+                "redis.pool_size applies to standalone redis only: this mode multiplexes one command connection (per cluster node)"
+            );
+        }
         Ok(Self {
             target: Arc::new(target),
             conn: Arc::new(ArcSwapOption::empty()),
@@ -180,6 +199,7 @@ impl Store {
             status,
             actor: "gateway",
             guard: Arc::new(guard::RedisGuard::default()),
+            per_thread: Arc::new(local::Budget::default()),
         })
     }
 
@@ -380,8 +400,8 @@ impl Store {
     }
 
     /// The connection for a command, unless the Redis guard is open (then fail at once):
-    /// this thread's own connection to a single server when it is ready (see `local`),
-    /// else the shared one.
+    /// this thread's own connection to a single server when it is ready (see `local`;
+    /// at most `pool_size - 1` threads get one), else the shared one.
     fn connection(&self) -> Result<Conn, StoreError> {
         if !self.guard.admit(crate::now_unix_ms()) {
             return Err(StoreError::Unavailable);
@@ -395,7 +415,7 @@ impl Store {
             // Only once the shared connection exists (Redis answered): until then, fail fast.
             if self.conn.load().is_some()
                 && tokio::runtime::Handle::try_current().is_ok()
-                && local::begin(id, generation)
+                && local::begin(id, generation, &self.per_thread, self.cfg.pool_size.saturating_sub(1))
             {
                 let (client, config, bound) = (client.clone(), self.manager_config(), self.cfg.connect_timeout * 4);
                 // On a current-thread runtime (every actix arbiter) this runs on this thread.

@@ -198,7 +198,8 @@ pub struct RedisConfig {
     /// missing from them come from `url`).
     #[serde(default)]
     pub nodes: Vec<String>,
-    /// Connections in the command pool.
+    /// Standalone Redis: the most command connections a node opens (one shared, and one
+    /// per thread that sends commands up to this count); Sentinel and Cluster ignore it.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// Connect timeout.
@@ -225,7 +226,7 @@ fn default_master_name() -> String {
     "mymaster".into()
 }
 fn default_pool_size() -> usize {
-    16
+    actors::redis::DEFAULT_POOL_SIZE
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration::millis(500)
@@ -730,6 +731,7 @@ impl RedisConfig {
             connect_timeout: self.connect_timeout.get(),
             command_timeout: self.command_timeout.get(),
             key_prefix: self.key_prefix.clone(),
+            pool_size: self.pool_size,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! OpenTelemetry traces, hand-written (see ARCHITECTURE.md for why not the SDK): W3C
+//! OpenTelemetry traces, hand-written (docs/decisions/traces-otlp.md: why not the SDK): W3C
 //! `traceparent` handling and the per-request span timings the pipeline captures when
 //! `[telemetry] otlp_endpoint` is set. A request yields one SERVER span with INTERNAL
 //! children for auth, limiter and cache and a CLIENT child for the upstream call, whose
