@@ -10,8 +10,6 @@
 //! `half_open_probes` probes in total. Without Redis (memory mode, or Redis lost) the
 //! same state machine runs per node, and the node resyncs when Redis returns.
 
-mod cell;
-mod machine;
 mod store;
 
 use std::collections::{HashMap, VecDeque};
@@ -21,8 +19,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use cell::CircuitCell;
-pub use machine::{CircuitState, Machine};
+use domain::circuit::should_trip;
+pub use domain::circuit::{CircuitCell, CircuitState, Machine};
 pub use store::CircuitStore;
 
 use crate::balancer::Endpoint;
@@ -236,7 +234,7 @@ impl Handler<Failure> for CircuitBreaker {
             return;
         }
         let (requests, failures) = e.window();
-        if !machine::should_trip(&e.spec, requests, failures, msg.consecutive) {
+        if !should_trip(&e.spec, requests, failures, msg.consecutive) {
             return;
         }
         let now = now_unix_ms();
