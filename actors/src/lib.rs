@@ -3,7 +3,8 @@
 //! Each concern has one folder: the actor and its handle in `mod.rs`, the Redis side in
 //! `store.rs`; `redis/` is the shared connection, key, script and event layer. Read-mostly
 //! state is published as a lock-free snapshot (`snapshot::View`); this crate has no
-//! actix-web types.
+//! actix-web types. `CircuitBreaker`, `CacheManager` and `RateLimiter` run under
+//! `supervise::start`: a panic restarts them in place behind the same address.
 //!
 //! The pure vocabulary (config shapes, units, balancing, snapshots, the cache's HTTP rules
 //! and record format, the breaker state machine) lives in the `domain` crate. It is
@@ -25,6 +26,9 @@ pub mod ratelimit;
 pub mod redis;
 pub mod registry;
 pub mod status;
+pub mod supervise;
+#[cfg(test)]
+mod test_redis;
 
 /// Current time as RFC 3339 with milliseconds (UTC).
 pub fn now_rfc3339() -> String {

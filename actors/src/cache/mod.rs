@@ -331,7 +331,8 @@ impl Cache {
     }
 }
 
-/// The actor side: applies `cache_purge` events from other nodes and runs admin purges.
+/// The admin and event front of the `Cache` handle (it owns no cache state): applies
+/// `cache_purge` events from other nodes and runs admin purges.
 pub struct CacheManager {
     cache: Cache,
 }
@@ -346,6 +347,9 @@ impl CacheManager {
 impl Actor for CacheManager {
     type Context = Context<Self>;
 }
+
+/// Nothing to repair after a panic: the state is in the `Cache` handle.
+impl Supervised for CacheManager {}
 
 /// A `cache_purge` event.
 #[derive(serde::Deserialize)]
