@@ -1,5 +1,5 @@
 -- One breaker's cluster-wide state: trip, probe, probe result, reset. Mirrors
--- actors/src/circuit/machine.rs (the memory backend); change both together.
+-- domain/src/circuit/machine.rs (the memory backend); change both together.
 -- KEYS[1] breakers hash (field "<service>/<instance>" -> JSON)
 -- ARGV[1] op: trip | probe | probe_ok | probe_fail | probe_release | reset
 -- ARGV[2] field   ARGV[3] open_for (ms)   ARGV[4] half-open probes

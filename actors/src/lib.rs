@@ -1,12 +1,21 @@
-//! The gateway's actors and the vocabulary they share.
+//! The gateway's actors, their request-path handles, and their Redis and memory backends.
 //!
-//! Each actor owns one concern and its storage (memory, or Redis behind the same
-//! messages). Read-mostly state is published as a lock-free snapshot (`snapshot::View`);
-//! this crate has no actix-web types.
+//! Each concern has one folder: the actor and its handle in `mod.rs`, the Redis side in
+//! `store.rs`; `redis/` is the shared connection, key, script and event layer. Read-mostly
+//! state is published as a lock-free snapshot (`snapshot::View`); this crate has no
+//! actix-web types. `CircuitBreaker`, `CacheManager` and `RateLimiter` run under
+//! `supervise::start`: a panic restarts them in place behind the same address.
+//!
+//! The pure vocabulary (config shapes, units, balancing, snapshots, the cache's HTTP rules
+//! and record format, the breaker state machine) lives in the `domain` crate. It is
+//! re-exported here at its old paths (`actors::spec`, `actors::units`, `actors::balancer`,
+//! `actors::snapshot`, `actors::cache::{entry, key, policy}`), so dependents need not name
+//! `domain`.
+
+pub use domain::{balancer, hex, snapshot, spec, units};
 
 pub mod analytics;
 pub mod auth;
-pub mod balancer;
 pub mod cache;
 pub mod circuit;
 pub mod health_check;
@@ -16,10 +25,10 @@ pub mod queue;
 pub mod ratelimit;
 pub mod redis;
 pub mod registry;
-pub mod snapshot;
-pub mod spec;
 pub mod status;
-pub mod units;
+pub mod supervise;
+#[cfg(test)]
+mod test_redis;
 
 /// Current time as RFC 3339 with milliseconds (UTC).
 pub fn now_rfc3339() -> String {
@@ -34,15 +43,4 @@ pub fn now_unix() -> u64 {
 /// Current time in milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Lower-case hex of `bytes` (ids, digests, generated secrets).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }

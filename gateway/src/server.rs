@@ -130,7 +130,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         status.clone(),
         Arc::clone(&node),
     );
-    let cache_manager = CacheManager::new(cache.clone()).start();
+    let cache_manager = actors::supervise::start("cache", CacheManager::new(cache.clone()));
     let auth_store = store.as_ref().map(|s| AuthStore::new(s.for_actor("auth"), Arc::clone(&node)));
     let auth_guard = AuthGuard::new(jwt, auth_store, auth_view.clone(), status.clone()).start();
     if let Some(store) = &store {
@@ -238,7 +238,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         registry,
         membership: membership.clone(),
         policies,
-        rate_limiter: rate_limiter.start(),
+        rate_limiter: actors::supervise::start("ratelimit", rate_limiter),
         jwt_configured: config.auth.jwt.is_some(),
         jwt_issuer: config.auth.jwt.as_ref().and_then(|j| j.issuer.clone()),
         events,

@@ -6,11 +6,14 @@
 //! Without Redis (memory mode, or Redis lost) L1 keeps entries for their whole storage
 //! lifetime and the cache runs node-local; nothing fails for clients.
 //! HTTP semantics (what to store, what to serve) live in `policy`; the gateway's
-//! `pipeline/cache.rs` drives them.
+//! `pipeline/cache.rs` drives them. `policy`, `entry` and `key` are pure and live in the
+//! `domain` crate (re-exported here).
+//!
+//! `CacheManager` owns no cache state: it is the admin and event front of the `Cache`
+//! handle (purges from the admin API, `cache_purge` events from other nodes). The request
+//! path uses `Cache` directly, without a mailbox hop.
 
-pub mod entry;
-pub mod key;
-pub mod policy;
+pub use domain::cache::{entry, key, policy};
 pub mod store;
 
 use std::sync::Arc;
@@ -328,7 +331,8 @@ impl Cache {
     }
 }
 
-/// The actor side: applies `cache_purge` events from other nodes and runs admin purges.
+/// The admin and event front of the `Cache` handle (it owns no cache state): applies
+/// `cache_purge` events from other nodes and runs admin purges.
 pub struct CacheManager {
     cache: Cache,
 }
@@ -343,6 +347,9 @@ impl CacheManager {
 impl Actor for CacheManager {
     type Context = Context<Self>;
 }
+
+/// Nothing to repair after a panic: the state is in the `Cache` handle.
+impl Supervised for CacheManager {}
 
 /// A `cache_purge` event.
 #[derive(serde::Deserialize)]

@@ -9,10 +9,17 @@
 //! Half-open probes are granted by the same script, so the cluster sends
 //! `half_open_probes` probes in total. Without Redis (memory mode, or Redis lost) the
 //! same state machine runs per node, and the node resyncs when Redis returns.
+//!
+//! The request path takes one mailbox hop here: `Breakers::probe` asks the actor whether
+//! a request may be a half-open probe. An answer that never comes (the mailbox failed)
+//! grants no probe: the endpoint stays out of rotation, never counts as closed.
+//!
+//! The actor runs under `supervise::start`: a panic restarts it in place, with every
+//! breaker's state kept and, with Redis, resynced (docs/decisions/actor-supervision.md).
 
-mod cell;
-mod machine;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,8 +28,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use cell::CircuitCell;
-pub use machine::{CircuitState, Machine};
+use domain::circuit::should_trip;
+pub use domain::circuit::{CircuitCell, CircuitState, Machine};
 pub use store::CircuitStore;
 
 use crate::balancer::Endpoint;
@@ -214,6 +221,22 @@ impl Actor for CircuitBreaker {
     }
 }
 
+impl Supervised for CircuitBreaker {
+    /// After a panic: each breaker keeps its machine (the actor's decision; a cell only
+    /// mirrors it) and shows it again, `started` re-reads the route table and restarts
+    /// the tick, and with Redis every breaker is resynced from the cluster's record.
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        let now = now_unix_ms();
+        for (key, e) in &self.entries {
+            e.publish(key, now, false);
+        }
+        self.table = None;
+        if self.store.is_some() {
+            ctx.notify(Resync);
+        }
+    }
+}
+
 /// An ordinary request to `endpoint` failed (connect error, timeout or failure status).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -236,7 +259,7 @@ impl Handler<Failure> for CircuitBreaker {
             return;
         }
         let (requests, failures) = e.window();
-        if !machine::should_trip(&e.spec, requests, failures, msg.consecutive) {
+        if !should_trip(&e.spec, requests, failures, msg.consecutive) {
             return;
         }
         let now = now_unix_ms();
@@ -385,7 +408,8 @@ impl Handler<ListCircuits> for CircuitBreaker {
                     state,
                     failures: e.window().1,
                     opened_at: (state != CircuitState::Closed && e.machine.opened_ms > 0)
-                        .then(|| rfc3339_ms(e.machine.opened_ms)),
+                        .then(|| rfc3339_ms(e.machine.opened_ms))
+                        .flatten(),
                     healthy: e.ep.is_healthy(),
                 }
             })
@@ -505,9 +529,9 @@ impl Handler<BusMessage> for CircuitBreaker {
 pub struct Breakers(Addr<CircuitBreaker>);
 
 impl Breakers {
-    /// Starts the actor.
+    /// Starts the actor, restarted in place after a panic.
     pub fn start(actor: CircuitBreaker) -> Self {
-        Self(actor.start())
+        Self(crate::supervise::start("circuit", actor))
     }
 
     /// The actor (admin routes, event subscription).
@@ -534,13 +558,19 @@ impl Breakers {
         }
     }
 
-    /// Asks whether this request may be a half-open probe to `endpoint`.
+    /// Asks whether this request may be a half-open probe to `endpoint`. No answer (the
+    /// handler panicked) is "no": the endpoint is not used, as while it is open.
     pub async fn probe(&self, service: &Arc<str>, endpoint: &Arc<Endpoint>) -> bool {
         self.0.send(Probe { service: Arc::clone(service), endpoint: Arc::clone(endpoint) }).await.unwrap_or(false)
     }
 }
 
-fn rfc3339_ms(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
+/// `ms` as RFC 3339; `None` past year 9999 (a time read from Redis may be anything, and
+/// humantime's `Display` fails there, which `to_string` would turn into a panic).
+fn rfc3339_ms(ms: u64) -> Option<String> {
+    use std::fmt::Write;
+    let t = std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
+    let mut out = String::new();
+    write!(out, "{}", humantime::format_rfc3339_millis(t)).ok()?;
+    Some(out)
 }

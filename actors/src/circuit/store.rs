@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::machine::Machine;
+use super::Machine;
 use crate::redis::scripts::CIRCUIT;
 use crate::redis::{Store, StoreError};
 use crate::spec::CircuitBreakerSpec;

@@ -452,10 +452,10 @@ pub enum RateLimitAdminError {
     Unavailable(#[from] LimitError),
 }
 
-/// `RateLimiter`: the admin API's front for the limiter. It owns no state of its own:
-/// decisions on the request path go through the lock-free `Limiter` handle (no mailbox
-/// hop per request) over the shared `PolicyRegistry`; the actor serves the admin reads
-/// and resets.
+/// `RateLimiter`: the admin front of the `Limiter` handle. It owns no limiter state: the
+/// request path decides through `Limiter` (no mailbox hop per request) and the counters
+/// live in Redis or in the handle's memory limiter; the actor serves the admin reads and
+/// resets, checking the policy name against the node's shared `PolicyRegistry`.
 pub struct RateLimiter {
     limiter: Limiter,
     policies: PolicyRegistry,
@@ -476,6 +476,9 @@ impl RateLimiter {
 impl actix::Actor for RateLimiter {
     type Context = actix::Context<Self>;
 }
+
+/// Nothing to repair after a panic: the state is in the `Limiter` handle.
+impl actix::Supervised for RateLimiter {}
 
 impl actix::Handler<ReadCounter> for RateLimiter {
     type Result = actix::ResponseFuture<Result<(PolicySpec, Verdict), RateLimitAdminError>>;

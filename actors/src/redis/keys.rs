@@ -107,7 +107,7 @@ impl Keys {
         format!("{}:seq", self.rate_limit(policy, key))
     }
 
-    /// Circuit breakers: `<service>/<instance>` → breaker JSON (`circuit/machine.rs`).
+    /// Circuit breakers: `<service>/<instance>` → breaker JSON (`domain/src/circuit/machine.rs`).
     pub fn circuits(&self) -> String {
         format!("{}{{circuit}}:breakers", self.prefix)
     }

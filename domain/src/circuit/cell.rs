@@ -1,5 +1,6 @@
 //! `CircuitCell`: the per-endpoint atomics the request path reads and counts into. The
-//! `CircuitBreaker` actor is the only writer of the state; requests only count outcomes.
+//! `CircuitBreaker` actor (`actors::circuit`) is the only writer of the state and the only
+//! caller of the methods marked "actor only"; requests only count outcomes.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
@@ -61,7 +62,7 @@ impl CircuitCell {
     }
 
     /// Publishes a state (actor only).
-    pub(crate) fn set(&self, state: CircuitState, until_ms: u64) {
+    pub fn set(&self, state: CircuitState, until_ms: u64) {
         self.until_ms.store(until_ms, Ordering::Relaxed);
         let v = match state {
             CircuitState::Closed => CLOSED,
@@ -71,18 +72,18 @@ impl CircuitCell {
         self.state.store(v, Ordering::Release);
     }
 
-    /// `(total, failed)` counted since the last `take_bucket`.
-    pub(crate) fn current(&self) -> (u32, u32) {
+    /// `(total, failed)` counted since the last `take_bucket` (actor only).
+    pub fn current(&self) -> (u32, u32) {
         (self.total.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
     }
 
-    /// Takes the current bucket's counts and starts a new one.
-    pub(crate) fn take_bucket(&self) -> (u32, u32) {
+    /// Takes the current bucket's counts and starts a new one (actor only).
+    pub fn take_bucket(&self) -> (u32, u32) {
         (self.total.swap(0, Ordering::Relaxed), self.failed.swap(0, Ordering::Relaxed))
     }
 
-    /// Forgets all counts (after a transition).
-    pub(crate) fn clear_counts(&self) {
+    /// Forgets all counts after a transition (actor only).
+    pub fn clear_counts(&self) {
         self.take_bucket();
         self.consecutive.store(0, Ordering::Relaxed);
     }

@@ -1,7 +1,8 @@
 //! One breaker's state machine, `closed → open → half_open → closed`, with the clock
 //! passed in. It is the memory backend and the per-node fallback, and it mirrors
 //! `actors/lua/circuit.lua` (the Redis backend) field for field: the JSON stored in Redis
-//! is this struct.
+//! is this struct. Its fields may come from Redis, so arithmetic on them saturates: a
+//! corrupt record cannot panic the breaker actor.
 
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +70,7 @@ pub struct Machine {
 
 impl Machine {
     fn open(&mut self, now: u64, open_for: u64) {
-        *self = Self { state: CircuitState::Open, until_ms: now + open_for, opened_ms: now, ..*self };
+        *self = Self { state: CircuitState::Open, until_ms: now.saturating_add(open_for), opened_ms: now, ..*self };
         self.probes = 0;
         self.ok = 0;
     }
@@ -95,7 +96,8 @@ impl Machine {
             changed = true;
         }
         // A round whose probes never reported (their node died): start it over.
-        if self.state == CircuitState::HalfOpen && self.probes >= limit && now >= self.since_ms + open_for {
+        if self.state == CircuitState::HalfOpen && self.probes >= limit && now >= self.since_ms.saturating_add(open_for)
+        {
             self.since_ms = now;
             self.probes = 0;
             self.ok = 0;
@@ -117,7 +119,7 @@ impl Machine {
             self.open(now, open_for);
             return true;
         }
-        self.ok += 1;
+        self.ok = self.ok.saturating_add(1);
         if self.ok >= limit {
             *self = Self { state: CircuitState::Closed, opened_ms: self.opened_ms, ..Self::default() };
             return true;
@@ -280,5 +282,21 @@ mod tests {
         // cjson writes whole numbers of this size without exponent; floats are accepted.
         let m: Machine = serde_json::from_str(r#"{"state":"open","until_ms":1764094000000}"#).expect("parses");
         assert_eq!(m.until_ms, 1_764_094_000_000);
+    }
+
+    #[test]
+    fn absurd_fields_from_redis_do_not_overflow() {
+        let mut m = Machine {
+            state: CircuitState::HalfOpen,
+            since_ms: u64::MAX,
+            probes: 9,
+            ok: u32::MAX,
+            ..Machine::default()
+        };
+        assert_eq!(m.probe(5, OPEN_FOR, 1), (false, false), "the round has not timed out");
+        assert!(m.probe_result(true, 5, OPEN_FOR, 1), "ok saturates and the breaker closes");
+        let mut m = Machine::default();
+        assert!(m.trip(u64::MAX, OPEN_FOR));
+        assert_eq!(m.until_ms, u64::MAX);
     }
 }
