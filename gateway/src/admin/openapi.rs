@@ -122,7 +122,8 @@ fn header_names(nullable: bool) -> Value {
 
 /// The per-service policies of SPEC §17 (left out of answers when unset).
 fn policy_properties() -> Value {
-    let cidrs = json!({"type": "array", "items": {"type": "string", "minLength": 1, "examples": ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]}});
+    let cidrs = json!({"type": "array", "items": {"type": "string", "pattern": "^\\s*[0-9A-Fa-f:.]+(/[0-9]{1,3})?\\s*$",
+                                                 "examples": ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]}});
     json!({
         "methods": with(method_list(), json!({"description": "accepted methods; GET implies HEAD; others get 405 method_not_allowed with Allow. Absent: every method"})),
         "max_body": {"type": ["string", "integer", "null"], "pattern": SIZE, "minimum": 1, "maximum": actors::units::bounds::MAX_BODY,
@@ -131,7 +132,8 @@ fn policy_properties() -> Value {
             "allow": with(cidrs.clone(), json!({"description": "when not empty, every other address is refused"})),
             "deny": with(cidrs, json!({"description": "wins over allow"}))}},
         "cors": {"type": ["object", "null"], "additionalProperties": false, "required": ["origins"], "description": "preflights answered 204 at the gateway (403 cors_forbidden when not allowed); Vary: Origin on every answer", "properties": {
-            "origins": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "examples": ["https://app.example.com", "*.example.com", "*"]}},
+            "origins": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^\\s*([*]|[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]+|[*][.][^/?#@]+)\\s*$",
+                                                                 "examples": ["https://app.example.com", "*.example.com", "*"]}},
             "methods": with(method_list(), json!({"description": "methods a preflight may ask for; null: the service's methods (or any)"})),
             "headers": with(header_names(true), json!({"description": "request headers a preflight may ask for; null or \"*\": any"})),
             "expose_headers": header_names(false),
