@@ -19,6 +19,21 @@ pub enum GatewayError {
     /// Authenticated, but not allowed to call this service/method.
     #[error("{0}")]
     Forbidden(String),
+    /// The client address is refused by the service's `[services.ip]` rules.
+    #[error("{0}")]
+    IpForbidden(String),
+    /// A CORS preflight from an origin (or for a method or header) the service does not
+    /// allow.
+    #[error("{0}")]
+    CorsForbidden(String),
+    /// The service does not accept this method (`methods`).
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The `Allow` value.
+        allow: String,
+    },
     /// Over a rate limit.
     #[error("rate limit exceeded; retry in {retry_after} s")]
     RateLimited {
@@ -87,6 +102,9 @@ impl GatewayError {
             Self::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
             Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::IpForbidden(_) => (StatusCode::FORBIDDEN, "ip_forbidden"),
+            Self::CorsForbidden(_) => (StatusCode::FORBIDDEN, "cors_forbidden"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::RedisUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -167,6 +185,11 @@ impl Rejected {
                 _ => "Bearer realm=\"gateway\", error=\"invalid_token\"",
             };
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if let GatewayError::MethodNotAllowed { allow, .. } = &self.error
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            res.headers_mut().insert(header::ALLOW, v);
         }
         res
     }

@@ -7,13 +7,20 @@
 
 mod bounds;
 mod canonical;
+mod cors;
 mod error;
+mod ip;
+mod methods;
 mod policy;
+mod policy_checks;
 mod service;
 mod upstream;
 
 pub use canonical::canonical_path;
+pub use cors::{CorsSpec, HeaderToken, OriginPattern};
 pub use error::FieldError;
+pub use ip::{Cidr, IpSpec, unmapped};
+pub use methods::{MethodList, MethodName};
 pub use policy::{Algorithm, FailureMode, KeyPart, KeySpec, PolicySpec};
 pub use service::{
     AuthMode, BalancerKind, CacheCookies, CacheScope, CacheSpec, CircuitBreakerSpec, HashKey, HealthCheckSpec,

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use super::{EndpointSpec, FieldError, canonical_path};
-use crate::units::HumanDuration;
+use super::{CorsSpec, EndpointSpec, FieldError, IpSpec, MethodList, canonical_path};
+use crate::units::{ByteSize, HumanDuration};
 
 /// A service name: 1–64 characters of `[A-Za-z0-9._-]` (used in URLs, metrics and keys).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -559,6 +559,19 @@ pub struct ServiceSpec {
     /// Job queue for heavy endpoints.
     #[serde(default)]
     pub queue: Option<QueueSpec>,
+    // Wave-2 policies (SPEC §17), left out when unset so older nodes read stored services.
+    /// Accepted methods (`None`: all); others get 405.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<MethodList>,
+    /// Largest request body, instead of `node.max_body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<ByteSize>,
+    /// Client address rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpSpec>,
+    /// Browser cross-origin access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
 }
 
 fn yes() -> bool {
@@ -589,6 +602,10 @@ impl ServiceSpec {
             health_check: None,
             circuit_breaker: None,
             queue: None,
+            methods: None,
+            max_body: None,
+            ip: None,
+            cors: None,
         }
     }
 
@@ -677,6 +694,7 @@ impl ServiceSpec {
             }
         }
         super::bounds::check(&self)?;
+        super::policy_checks::check(&self)?;
         Ok(self)
     }
 }

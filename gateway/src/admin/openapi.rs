@@ -2,7 +2,9 @@
 //! strict as the validation behind it where JSON Schema can say it (names, ids, prefixes,
 //! URLs, ranges), checked by `scripts/schemathesis.sh`. Optional sections of a service
 //! (`cache`, `health_check`, `circuit_breaker`, `queue`) are `null` when unset: a service
-//! answer always has every field. The document is this node's: `rate_limit` lists its
+//! answer always has every field — except the per-service policies of SPEC §17
+//! (`methods`, `max_body`, `ip`, `cors`), left out when unset so that nodes of an older
+//! version still read the stored service; bodies may send them as `null`. The document is this node's: `rate_limit` lists its
 //! policies and `auth` offers `jwt`/`any` only when `[auth.jwt]` is configured.
 //! `allowed_methods` (the paths and methods documented here) gives 405 answers their
 //! `Allow` header.
@@ -102,10 +104,48 @@ fn status_list_or_null() -> Value {
     json!({"type": ["array", "null"], "items": {"type": "integer", "minimum": 100, "maximum": 599}})
 }
 
+/// What a size looks like (`"10MiB"`, `"512KiB"`, `"1MB"`, `"4096"`).
+const SIZE: &str = "^\\s*[0-9]+\\s*([KkMmGg]([Ii]|[Ii][Bb]|[Bb])?|[Bb])?\\s*$";
+
+/// A method name as `methods` takes it.
+fn method_list() -> Value {
+    json!({"type": ["array", "null"], "minItems": 1, "uniqueItems": true,
+           "items": {"type": "string", "pattern": "^[A-Za-z]{1,20}$", "examples": ["GET", "POST"]}})
+}
+
+/// Header names as `[services.cors]` takes them (or `*`).
+fn header_names(nullable: bool) -> Value {
+    let item =
+        json!({"type": "string", "pattern": "^([A-Za-z0-9!#$%&'+.^_`|~-]{1,128}|[*])$", "examples": ["Content-Type"]});
+    json!({"type": if nullable { json!(["array", "null"]) } else { json!("array") }, "items": item})
+}
+
+/// The per-service policies of SPEC §17 (left out of answers when unset).
+fn policy_properties() -> Value {
+    let cidrs = json!({"type": "array", "items": {"type": "string", "pattern": "^\\s*[0-9A-Fa-f:.]+(/[0-9]{1,3})?\\s*$",
+                                                 "examples": ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]}});
+    json!({
+        "methods": with(method_list(), json!({"description": "accepted methods; GET implies HEAD; others get 405 method_not_allowed with Allow. Absent: every method"})),
+        "max_body": {"type": ["string", "integer", "null"], "pattern": SIZE, "minimum": 1, "maximum": actors::units::bounds::MAX_BODY,
+                     "examples": ["10MiB"], "description": "largest request body (413 above), instead of node.max_body; at most 1GiB"},
+        "ip": {"type": ["object", "null"], "additionalProperties": false, "description": "client address rules (after trusted_proxies); 403 ip_forbidden. Give allow, deny or both", "properties": {
+            "allow": with(cidrs.clone(), json!({"description": "when not empty, every other address is refused"})),
+            "deny": with(cidrs, json!({"description": "wins over allow"}))}},
+        "cors": {"type": ["object", "null"], "additionalProperties": false, "required": ["origins"], "description": "preflights answered 204 at the gateway (403 cors_forbidden when not allowed); Vary: Origin on every answer", "properties": {
+            "origins": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^\\s*([*]|[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]+|[*][.][^/?#@]+)\\s*$",
+                                                                 "examples": ["https://app.example.com", "*.example.com", "*"]}},
+            "methods": with(method_list(), json!({"description": "methods a preflight may ask for; null: the service's methods (or any)"})),
+            "headers": with(header_names(true), json!({"description": "request headers a preflight may ask for; null or \"*\": any"})),
+            "expose_headers": header_names(false),
+            "credentials": {"type": "boolean", "default": false},
+            "max_age": duration_or_null("10m")}}
+    })
+}
+
 /// The service object: request bodies and answers (answers fill every field).
 fn service_schema() -> Value {
     let url = json!({"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]", "format": "uri"});
-    json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+    let mut schema = json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
         "prefix": {"type": ["string", "null"], "pattern": "^/", "description": "default /api/{name}; whole path segments, no query, no dot segments"},
         "strip_prefix": {"type": "boolean", "default": true},
@@ -138,7 +178,11 @@ fn service_schema() -> Value {
             "rate": {"type": "string", "pattern": "^ *[0-9]+ */", "examples": ["100/10s"]},
             "concurrency": count(1, 4), "max_depth": {"type": "integer", "minimum": 1, "default": 10000},
             "max_attempts": count(1, 3), "lease": duration("60s"), "result_ttl": duration("1h")}}
-    }})
+    }});
+    if let (Some(props), Value::Object(policies)) = (schema["properties"].as_object_mut(), policy_properties()) {
+        props.extend(policies);
+    }
+    schema
 }
 
 /// The consumer object; in a `PUT` body the id may be left to the path.

@@ -12,6 +12,7 @@ use actors::registry::Route;
 
 use super::cache::CacheStatus;
 use super::forwarded::ClientAddr;
+use super::limits::Limits;
 use super::ratelimit::QuotaHeaders;
 use crate::otlp::{RequestSpans, Step};
 use crate::proxy::Outcome;
@@ -31,6 +32,8 @@ pub struct Ctx<'r> {
     pub route: Arc<Route>,
     /// The trusted client address and forwarding values.
     pub addr: ClientAddr,
+    /// The node's limits with the service's `max_body`.
+    pub limits: Limits,
     /// The client's body, until the phase that consumes it takes it.
     pub payload: Option<web::Payload>,
     /// The verified caller (`None`: anonymous, `auth = none`).

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 use crate::names;
@@ -78,17 +78,8 @@ pub fn client_addr(req: &HttpRequest, nets: &[IpNet]) -> ClientAddr {
             peer_trusted,
         };
     }
-    let chain: Vec<&str> = req
-        .headers()
-        .get_all(&names::X_FORWARDED_FOR)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let addrs: Vec<IpAddr> = chain.iter().filter_map(|s| parse_ip(s)).collect();
-    // Rightmost address that is not one of our proxies; all trusted -> the leftmost.
-    let ip = addrs.iter().rev().find(|a| !trusted(**a, nets)).or(addrs.first()).copied().or(peer);
+    let chain = forwarded_chain(req.headers());
+    let ip = pick(&chain, nets).or(peer);
     let mut forwarded_for = chain.join(", ");
     if !forwarded_for.is_empty() {
         forwarded_for.push_str(", ");
@@ -105,6 +96,33 @@ pub fn client_addr(req: &HttpRequest, nets: &[IpNet]) -> ClientAddr {
         forwarded_host: first(&names::X_FORWARDED_HOST).filter(|h| !h.is_empty()).and_then(value).or(host),
         peer_trusted,
     }
+}
+
+/// The client address alone, from a request head (the `100-continue` gate): as
+/// `client_addr` decides it.
+pub(crate) fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, nets: &[IpNet]) -> Option<IpAddr> {
+    if !peer.is_some_and(|p| trusted(p, nets)) {
+        return peer;
+    }
+    pick(&forwarded_chain(headers), nets).or(peer)
+}
+
+/// The `X-Forwarded-For` entries, in order.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(&names::X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The client behind a trusted peer: the rightmost address of `chain` that is not one
+/// of our proxies; all trusted -> the leftmost.
+fn pick(chain: &[&str], nets: &[IpNet]) -> Option<IpAddr> {
+    let addrs: Vec<IpAddr> = chain.iter().filter_map(|s| parse_ip(s)).collect();
+    addrs.iter().rev().find(|a| !trusted(**a, nets)).or(addrs.first()).copied()
 }
 
 /// Parses `1.2.3.4`, `1.2.3.4:5678`, `::1` or `[::1]:80`.

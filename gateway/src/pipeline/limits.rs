@@ -30,6 +30,13 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
+impl Limits {
+    /// These limits for a request to `service`: its `max_body` instead of the node's.
+    pub fn for_service(&self, service: &actors::spec::ServiceSpec) -> Self {
+        Self { max_body: service.max_body.map_or(self.max_body, |b| b.bytes()), ..*self }
+    }
+}
+
 /// Refuses requests whose headers exceed the limits.
 pub fn check_headers(headers: &HeaderMap, limits: &Limits) -> Result<(), GatewayError> {
     if headers.len() > limits.max_headers {

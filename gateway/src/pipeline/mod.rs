@@ -15,10 +15,13 @@
 pub mod auth;
 pub mod cache;
 mod context;
+pub mod cors;
 pub mod expect;
 pub mod forwarded;
+pub mod ip;
 pub mod limits;
 pub mod logout;
+pub mod methods;
 mod normalize;
 mod observe;
 mod phase;
@@ -50,8 +53,9 @@ use phase::Policy;
 
 /// The policies, in the order their request phases run after routing (their response
 /// phases run in reverse). Adding a policy: a module implementing `phase::Policy`, and
-/// its type in this list.
-type Policies = (auth::Authenticate, ratelimit::RateLimit, queue::Enqueue);
+/// its type in this list. Why this order: docs/decisions/pipeline-phases.md ("Where the
+/// access policies go").
+type Policies = (ip::IpRules, cors::Cors, methods::Methods, auth::Authenticate, ratelimit::RateLimit, queue::Enqueue);
 
 /// Shared, read-only request-path context (one per node, shared by all workers).
 pub struct Pipeline {
@@ -156,6 +160,7 @@ pub async fn entry(
     };
     let mut cx = Ctx {
         addr: forwarded::client_addr(&req, &node.trusted_proxies),
+        limits: node.limits.for_service(&route.spec),
         req: &req,
         request_id,
         started,

@@ -42,7 +42,7 @@ pub(crate) fn forward<'a>(node: &'a Pipeline, cx: &'a Ctx<'_>, x: &'a Extras) ->
         request_id: &cx.request_id,
         via: &node.via,
         hash_key: x.hash_key.as_deref(),
-        limits: &node.limits,
+        limits: &cx.limits,
         started: cx.started,
         identity: cx.identity.as_ref(),
         breakers: node.breakers.as_ref(),
@@ -58,7 +58,7 @@ pub(crate) async fn serve(
     client: &web::Data<proxy::Upstream>,
     cx: &mut Ctx<'_>,
 ) -> Result<HttpResponse, GatewayError> {
-    let kind = limits::body_kind(cx.req.headers(), &node.limits)?;
+    let kind = limits::body_kind(cx.req.headers(), &cx.limits)?;
     let payload = cx.payload.take();
     let x = Extras::of(cx);
     if let (Some(layer), Some(spec)) = (&node.cache, cx.route.spec.cache.as_ref()) {

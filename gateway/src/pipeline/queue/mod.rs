@@ -2,10 +2,11 @@
 //!
 //! A request matching its service's `queue.match` (on the client path, after routing,
 //! auth and rate limit) is captured as a job — method, upstream path and query, the
-//! headers the proxy would send, the body within `node.max_body`, the consumer — and
-//! enqueued in one atomic step. `async` answers `202` at once; `sync` waits up to `wait`
-//! for the result and answers it, else `202`. The workers that run jobs are
-//! `actors::queue::QueueWorker`s; their HTTP call is `runner::HttpRunner`.
+//! headers the proxy would send, the body within `max_body` (the service's, else the
+//! node's), the consumer — and enqueued in one atomic step. `async` answers `202` at
+//! once; `sync` waits up to `wait` for the result and answers it, else `202`. The
+//! workers that run jobs are `actors::queue::QueueWorker`s; their HTTP call is
+//! `runner::HttpRunner`.
 
 pub mod runner;
 
@@ -34,7 +35,7 @@ impl Policy for Enqueue {
         let (Some(queues), Some(spec)) = (&node.queues, matching(&cx.route, cx.req, &cx.path)) else {
             return Ok(Flow::Continue);
         };
-        let kind = limits::body_kind(cx.req.headers(), &node.limits)?;
+        let kind = limits::body_kind(cx.req.headers(), &cx.limits)?;
         let Some(payload) = cx.payload.take() else {
             return Err(GatewayError::BadRequest("the request body was already read".into()));
         };
