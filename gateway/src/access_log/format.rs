@@ -73,6 +73,11 @@ impl Settings {
         Self { format, query, node_json: json_string(node).into_boxed_slice() }
     }
 
+    /// Whether lines show the `Referer` (combined only; JSON lines leave it out).
+    pub fn logs_referer(&self) -> bool {
+        self.format == AccessLogFormat::Combined
+    }
+
     /// Appends `line`, stamped with `now` (since the Unix epoch), and a newline to `out`.
     pub fn write(&self, out: &mut Vec<u8>, line: &Line<'_>, now: Duration) {
         match self.format {
@@ -216,7 +221,7 @@ fn json_string(s: &str) -> Vec<u8> {
 fn string(out: &mut Vec<u8>, s: &str) {
     // Text without quotes, backslashes or control characters (the common case) is
     // copied as it is: serde_json escapes exactly those.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -224,6 +229,26 @@ fn string(out: &mut Vec<u8>, s: &str) {
     }
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Whether `b` holds a byte JSON must escape (`"`, `\\`, below 0x20), eight bytes per
+/// step: the scan runs over every string of every line.
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Nonzero exactly when some byte of `x` is below `n` (n <= 0x80).
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        let hit = below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1);
+        if hit != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 /// Appends bytes from the client (headers may carry any bytes) as a JSON string;

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Line, Settings, clock};
+use super::{Line, Settings, clock, needs_escape};
 use crate::config::AccessLogFormat;
 
 /// 2026-11-26T02:38:48.123Z
@@ -202,5 +202,22 @@ fn the_cached_seconds_follow_the_clock_within_one_thread() {
         s.write(&mut out, &full(), now);
         let v: Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(v["timestamp"], want);
+    }
+}
+
+#[test]
+fn the_word_at_a_time_escape_scan_agrees_with_the_byte_rule_everywhere() {
+    let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+    for len in 0..20 {
+        for pos in 0..len {
+            for c in 0..=255u8 {
+                // Neighbours that sit next to the thresholds (0x1f/0x20, 0x21/0x23, 0x5b/0x5d).
+                for fill in [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff] {
+                    let mut v = vec![fill; len];
+                    v[pos] = c;
+                    assert_eq!(needs_escape(&v), naive(&v), "{v:?}");
+                }
+            }
+        }
     }
 }

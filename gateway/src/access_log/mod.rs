@@ -42,6 +42,10 @@ impl Batch {
     }
 }
 
+/// Buffers the writer has written, kept for the workers' next batches (fresh 64 KiB
+/// buffers would cost page faults; a few are enough to go round).
+const SPARE_BUFFERS: usize = 8;
+
 /// What workers and the writer share.
 struct Shared {
     /// Tells logs apart in a worker's thread-local (tests start several in one process).
@@ -56,9 +60,28 @@ struct Shared {
     done: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     dropped: AtomicU64,
     dropped_metric: metrics::Counter,
+    /// Written buffers, cleared, for reuse.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Shared {
+    /// An empty batch, on a written buffer when one is spare.
+    fn fresh(&self) -> Batch {
+        match lock(&self.spare).pop() {
+            Some(buf) => Batch { buf, lines: 0 },
+            None => Batch::empty(),
+        }
+    }
+
+    /// Keeps a written buffer for reuse.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        let mut spare = lock(&self.spare);
+        if spare.len() < SPARE_BUFFERS && buf.capacity() <= 2 * BATCH_BYTES {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
     /// Counts lines that will never be written.
     fn lose(&self, lines: u64) {
         self.dropped.fetch_add(lines, Ordering::Relaxed);
@@ -113,6 +136,7 @@ impl AccessLog {
             done: Mutex::default(),
             dropped: AtomicU64::new(0),
             dropped_metric,
+            spare: Mutex::default(),
         });
         let for_writer = Arc::clone(&shared);
         std::thread::Builder::new().name("access-log".into()).spawn(move || writer::run(&for_writer, &rx, sink))?;
@@ -143,7 +167,7 @@ impl AccessLog {
                 // Sent while the batch is locked: the writer's pass, which takes the lock,
                 // then finds every older batch of this worker in the channel (lines stay
                 // in order).
-                let full = std::mem::replace(&mut *b, Batch::empty());
+                let full = std::mem::replace(&mut *b, shared.fresh());
                 if let Err(TrySendError::Full(lost) | TrySendError::Disconnected(lost)) = shared.tx.try_send(full) {
                     shared.lose(lost.lines);
                 }

@@ -76,7 +76,10 @@ pub(super) fn run(shared: &Arc<Shared>, rx: &Receiver<Batch>, sink: Sink) {
         if !closing {
             let wait = next.saturating_duration_since(Instant::now()).min(POLL);
             match rx.recv_timeout(wait) {
-                Ok(batch) => out.write(shared, &batch),
+                Ok(batch) => {
+                    out.write(shared, &batch);
+                    shared.recycle(batch.buf);
+                }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
             }
         }
@@ -89,6 +92,7 @@ pub(super) fn run(shared: &Arc<Shared>, rx: &Receiver<Batch>, sink: Sink) {
             collect(shared, rx, &mut pending);
             for batch in pending.drain(..) {
                 out.write(shared, &batch);
+                shared.recycle(batch.buf);
             }
             if let Err(e) = out.sink.flush() {
                 out.failed(&e);
@@ -136,7 +140,7 @@ fn collect(shared: &Shared, rx: &Receiver<Batch>, pending: &mut Vec<Batch>) {
         let mut batch = worker.lock().unwrap_or_else(PoisonError::into_inner);
         pending.extend(rx.try_iter());
         if batch.lines > 0 {
-            pending.push(std::mem::replace(&mut *batch, Batch::empty()));
+            pending.push(std::mem::replace(&mut *batch, shared.fresh()));
         }
         // Only the list holds it: the worker's thread ended.
         Arc::strong_count(worker) > 1

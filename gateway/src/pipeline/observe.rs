@@ -255,7 +255,12 @@ fn write(cx: &Pipeline, done: Done<'_>) {
             cache: cache.map(|c| c.as_str()),
             limiter: limiter.as_str(),
             user_agent: headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
-            referer: headers.get(header::REFERER).map(HeaderValue::as_bytes),
+            referer: log
+                .settings()
+                .logs_referer()
+                .then(|| headers.get(header::REFERER))
+                .flatten()
+                .map(HeaderValue::as_bytes),
             trace_id,
         });
     }
