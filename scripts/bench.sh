@@ -315,8 +315,7 @@ admin_listen = "127.0.0.1:$ADMIN_PORT"
 workers = 1
 
 [log]
-access_log = $([ "${ACCESS_LOG:-0}" = 1 ] && echo true || echo false)
-access_log_file = "$TMP/gateway-access.log"
+$([ "${ACCESS_LOG:-0}" = 1 ] && printf 'access_log = true\naccess_log_file = "%s"' "$TMP/gateway-access.log" || echo "access_log = false")
 format = "json"
 level = "warn"
 
