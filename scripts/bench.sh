@@ -15,6 +15,13 @@
 #                                                         scripts/bench-ab.sh sets it)
 #   HOLD=1      start everything, print the scenario URLs and the token, then wait (for
 #               profiling by hand: perf, strace, callgrind); Ctrl-C stops it all
+#   ACCESS_LOG=1  the main gateway node logs every request too (to bench/tmp, JSON), as
+#               the *_log scenarios' node does (scripts/bench-callgrind.sh uses it)
+#
+# Production settings (issue 26): the *_log scenarios run against nginx with
+# `access_log ... buffer=64k flush=1s` (nginx_proxy_log) and a gateway node with its access
+# log on, to a file in bench/tmp (same disk), analytics on; their "vs nginx" ratios are
+# against nginx_proxy_log.
 #
 # Loopback only. Everything it starts is stopped on exit, even on failure.
 set -euo pipefail
@@ -26,8 +33,10 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 
-IMPLEMENTED=(direct nginx_proxy passthrough jwt full full_no_analytics cached cached_l2 three_nodes express_full queue_async queue_sync)
-DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full full_no_analytics cached cached_l2 three_nodes express_full)
+IMPLEMENTED=(direct nginx_proxy passthrough jwt full full_no_analytics cached cached_l2 three_nodes express_full queue_async queue_sync
+  nginx_proxy_log passthrough_log full_log cached_log)
+DEFAULT_SCENARIOS=(direct nginx_proxy passthrough jwt full full_no_analytics cached cached_l2 three_nodes express_full
+  nginx_proxy_log passthrough_log full_log cached_log)
 
 # Planned scenarios and the feature each one waits for (none at the moment).
 declare -A PLANNED=()
@@ -103,6 +112,11 @@ NEED_L2=0
 want cached_l2 && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_L2=1; }
 want queue_sync && { NEED_GATEWAY=1; NEED_REDIS=1; }
 want express_full && { NEED_REDIS=1; NEED_EXPRESS=1; }
+NEED_LOGGED=0
+want nginx_proxy_log && NEED_NGINX=1
+want passthrough_log && { NEED_GATEWAY=1; NEED_LOGGED=1; }
+want full_log && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_LOGGED=1; }
+want cached_log && { NEED_GATEWAY=1; NEED_REDIS=1; NEED_LOGGED=1; }
 
 # ---- tools ----------------------------------------------------------------------------
 command -v curl >/dev/null 2>&1 || { log "installing curl"; apt_install_or_die curl; }
@@ -166,6 +180,7 @@ wait_http "http://127.0.0.1:$UPSTREAM_PORT/" upstream "$!"
 
 if [ $NEED_NGINX = 1 ]; then
   pick_port NGINX_PORT 18070
+  pick_port NGINX_LOG_PORT 18071
   NGX=$TMP/nginx
   rm -rf "$NGX"
   mkdir -p "$NGX/logs" "$NGX/temp"
@@ -188,6 +203,16 @@ http {
   }
   server {
     listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  # nginx_proxy_log: the same proxy with production logging (buffered combined lines).
+  server {
+    listen 127.0.0.1:$NGINX_LOG_PORT;
+    access_log $NGX/logs/access.log combined buffer=64k flush=1s;
     location / {
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;
@@ -245,7 +270,7 @@ admin_listen = "127.0.0.1:$ADMIN_PORT"
 workers = 1
 
 [log]
-access_log = false
+$([ "${ACCESS_LOG:-0}" = 1 ] && printf 'access_log = true\naccess_log_file = "%s"' "$TMP/gateway-access.log" || echo "access_log = false")
 format = "json"
 level = "warn"
 
@@ -329,31 +354,44 @@ EOF
   wait_http "http://127.0.0.1:$ADMIN_PORT/ready" gateway "$GATEWAY_PID"
 fi
 
-# start_node NAME PORT ADMIN CONFIG: one more gateway (node id bench-NAME) on CONFIG, its
-# listeners on PORT and ADMIN, logging to gateway-NAME.log.
+# start_node NAME PORT ADMIN CONFIG [VAR=VALUE...]: one more gateway (node id bench-NAME)
+# on CONFIG with the environment overrides given, its listeners on PORT and ADMIN,
+# logging to gateway-NAME.log.
 start_node() {
   local name=$1 port=$2 admin=$3 config=$4 pid
+  shift 4
   log "starting gateway ($name) on 127.0.0.1:$port (admin $admin)"
-  GATEWAY__NODE__ID=bench-$name GATEWAY__NODE__LISTEN=127.0.0.1:$port GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$admin \
+  env "$@" GATEWAY__NODE__ID=bench-$name GATEWAY__NODE__LISTEN=127.0.0.1:$port GATEWAY__NODE__ADMIN_LISTEN=127.0.0.1:$admin \
     "$GATEWAY_BIN" --config "$config" >"$TMP/gateway-$name.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
   wait_http "http://127.0.0.1:$admin/ready" "gateway-$name" "$pid"
 }
 
-# start_variant NAME PORTVAR ADMINVAR BASE TOML: a second node on the same config plus
-# the TOML lines appended (a variant of one setting, measured next to the main node).
+# start_variant NAME PORTVAR ADMINVAR BASE TOML [VAR=VALUE...]: a second node on the same
+# config plus the TOML lines appended and the environment overrides given (a variant of
+# one setting, measured next to the main node).
 start_variant() {
   local name=$1 port_var=$2 admin_var=$3 base=$4 extra=$5
+  shift 5
   pick_port "$port_var" "$base"
   pick_port "$admin_var" $((base + 1))
-  { cat "$TMP/gateway.toml"; printf '\n%s\n' "$extra"; } >"$TMP/gateway-$name.toml"
-  start_node "$name" "${!port_var}" "${!admin_var}" "$TMP/gateway-$name.toml"
+  { cat "$TMP/gateway.toml"; printf '
+%s
+' "$extra"; } >"$TMP/gateway-$name.toml"
+  start_node "$name" "${!port_var}" "${!admin_var}" "$TMP/gateway-$name.toml" "$@"
 }
 # full_no_analytics: the same node with analytics off, to price the analytics pipeline.
 [ $NEED_QUIET = 0 ] || start_variant quiet QUIET_PORT QUIET_ADMIN 18088 $'[analytics]\nenabled = false'
 # cached_l2: the same node with L1 off, so every hit is read from Redis (L2).
 [ $NEED_L2 = 0 ] || start_variant l2 L2_PORT L2_ADMIN 18091 $'[cache]\nl1_capacity = "0"'
+# *_log: the same node with its access log on (JSON, to a file on the same disk as nginx's).
+LOGGED_FILE=$TMP/gateway-logged-access.log
+if [ $NEED_LOGGED = 1 ]; then
+  rm -f "$LOGGED_FILE"
+  start_variant logged LOGGED_PORT LOGGED_ADMIN 18093 "" \
+    GATEWAY__LOG__ACCESS_LOG=true GATEWAY__LOG__ACCESS_LOG_FILE="$LOGGED_FILE"
+fi
 
 if [ $NEED_CLUSTER = 1 ]; then
   # three_nodes: two more nodes on the same config and Redis, HAProxy round robin in front.
@@ -401,6 +439,10 @@ url_for() {
     queue_async) echo "http://127.0.0.1:$GATEWAY_PORT/queue-async/bench" ;;
     queue_sync) echo "http://127.0.0.1:$GATEWAY_PORT/queue-sync/bench" ;;
     express_full) echo "http://127.0.0.1:$EXPRESS_PORT/bench" ;;
+    nginx_proxy_log) echo "http://127.0.0.1:$NGINX_LOG_PORT/bench" ;;
+    passthrough_log) echo "http://127.0.0.1:$LOGGED_PORT/bench" ;;
+    full_log) echo "http://127.0.0.1:$LOGGED_PORT/secure/bench" ;;
+    cached_log) echo "http://127.0.0.1:$LOGGED_PORT/cached/bench" ;;
   esac
 }
 
@@ -440,10 +482,11 @@ run_wrk() {
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 declare -A RPS P50 P99 NON2XX SOCKERR
 FAILED=()
+LOGGED_SENT=0 # requests wrk and curl counted as answered by the *_log node
 for s in "${SCENARIOS[@]}"; do
   url=$(url_for "$s")
   HDR=()
-  case $s in jwt | full | full_no_analytics | cached | cached_l2 | three_nodes | express_full) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
+  case $s in jwt | full | full_no_analytics | cached | cached_l2 | three_nodes | express_full | full_log | cached_log) HDR=(-H "Authorization: Bearer $BENCH_TOKEN") ;; esac
   conns=$CONNECTIONS
   case $s in
     queue_async | queue_sync)
@@ -457,6 +500,7 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     *) check_ok "$url" "$s" ;;
   esac
+  case $s in passthrough_log | full_log | cached_log) LOGGED_SENT=$((LOGGED_SENT + 1)) ;; esac
   log "$s: warm-up wrk -t$THREADS -c$conns -d$WARMUP $url"
   run_wrk "$TMP/$s.warmup.txt" "${HDR[@]}" -t"$THREADS" -c"$conns" -d"$WARMUP" "$url" \
     || die "$s: wrk warm-up failed: $(cat "$TMP/$s.warmup.txt")"
@@ -468,6 +512,12 @@ for s in "${SCENARIOS[@]}"; do
   sed 's/^/    /' "$out" >&2
 
   RPS[$s]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+  case $s in
+    passthrough_log | full_log | cached_log)
+      for f in "$TMP/$s.warmup.txt" "$out"; do
+        LOGGED_SENT=$((LOGGED_SENT + $(awk '/requests in/ { print $1 }' "$f")))
+      done ;;
+  esac
   if [ "$s" = full ] && [ $NEED_REDIS = 1 ]; then
     reqs=$(awk '/requests in/ { print $1 }' "$out")
     # Round trips only: commands a script runs inside Redis are counted in commandstats
@@ -500,6 +550,35 @@ for s in "${SCENARIOS[@]}"; do
   fi
 done
 
+# The *_log node's access log: one whole JSON line per request (a request wrk cut off at
+# the end of a run may still be answered and logged: at most CONNECTIONS per wrk run more),
+# and nothing dropped.
+LOG_CHECK=""
+if [ $NEED_LOGGED = 1 ]; then
+  sleep 1.5 # the writer flushes every second
+  read -r LOG_LINES LOG_TORN < <(python3 - "$LOGGED_FILE" <<'PY'
+import json, sys
+lines = torn = 0
+with open(sys.argv[1], "rb") as f:
+    for raw in f:
+        lines += 1
+        try:
+            v = json.loads(raw)
+            if v.get("target") != "access":
+                torn += 1
+        except ValueError:
+            torn += 1
+print(lines, torn)
+PY
+  )
+  LOG_DROPPED=$(curl -s "http://127.0.0.1:$LOGGED_ADMIN/metrics" | awk '/^gateway_access_log_dropped_total/ { print $2 }')
+  LOG_CHECK="access log of the *_log node: $LOG_LINES lines for $LOGGED_SENT answered requests counted (wrk runs cut off at most $CONNECTIONS each), $LOG_TORN torn or invalid, gateway_access_log_dropped_total ${LOG_DROPPED:-missing}"
+  log "$LOG_CHECK"
+  [ "$LOG_TORN" = 0 ] || FAILED+=("access log: $LOG_TORN torn lines")
+  [ "${LOG_DROPPED:-x}" = 0 ] || FAILED+=("access log: ${LOG_DROPPED:-no} dropped lines")
+  [ "$LOG_LINES" -ge "$LOGGED_SENT" ] || FAILED+=("access log: $LOG_LINES lines for $LOGGED_SENT requests")
+fi
+
 # ---- results --------------------------------------------------------------------------
 ratio() { # ratio A B -> A/B with 3 decimals, or null when B is missing/zero
   if [ -z "${2:-}" ]; then echo null; return; fi
@@ -518,6 +597,13 @@ NGINX_VERSION=$([ $NEED_NGINX = 1 ] && "$NGINX_BIN" -v 2>&1 | sed 's/^nginx vers
 WRK_VERSION=$(wrk -v 2>&1 | awk 'NR == 1 { print $2 }' || true)
 NG_RPS=${RPS[nginx_proxy]:-}
 NG_P99=${P99[nginx_proxy]:-}
+# peer S: the nginx scenario S is compared with (nginx with its access log for *_log).
+peer() {
+  case $1 in
+    passthrough_log | full_log | cached_log) echo nginx_proxy_log ;;
+    *) echo nginx_proxy ;;
+  esac
+}
 
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"
@@ -534,7 +620,7 @@ MD=$RESULTS/$STAMP.md
   echo "  \"wrk\": {\"version\": $(json_str "$WRK_VERSION"), \"threads\": $THREADS, \"connections\": $CONNECTIONS, \"duration\": \"$DURATION\", \"warmup\": \"$WARMUP\"},"
   echo "  \"loadavg_at_start\": \"$LOAD_AT_START\","
   echo "  \"nginx_version\": $(json_str "$NGINX_VERSION"),"
-  echo "  \"setup\": \"mock-upstream 1 worker; nginx worker_processes 1, keepalive 64; gateway workers 1, access_log off\","
+  echo "  \"setup\": \"mock-upstream 1 worker; nginx worker_processes 1, keepalive 64; gateway workers 1, access_log off; *_log: nginx access_log buffer=64k flush=1s, gateway access log on to a file, compared with nginx_proxy_log\","
   printf '  "skipped": ['
   sep=""; for s in "${SKIPPED[@]}"; do printf '%s"%s"' "$sep" "$s"; sep=", "; done
   echo "],"
@@ -542,9 +628,10 @@ MD=$RESULTS/$STAMP.md
   n=${#SCENARIOS[@]}; i=0
   for s in "${SCENARIOS[@]}"; do
     i=$((i + 1))
-    printf '    {"scenario": "%s", "rps": %s, "p50_ms": %s, "p99_ms": %s, "ratio_rps_vs_nginx": %s, "ratio_p99_vs_nginx": %s, "non_2xx": %s, "socket_errors": %s}%s\n' \
-      "$s" "${RPS[$s]}" "${P50[$s]}" "${P99[$s]}" "$(ratio "${RPS[$s]}" "$NG_RPS")" \
-      "$(ratio "${P99[$s]}" "$NG_P99")" "${NON2XX[$s]}" "${SOCKERR[$s]}" "$([ $i -lt $n ] && echo ,)"
+    p=$(peer "$s")
+    printf '    {"scenario": "%s", "rps": %s, "p50_ms": %s, "p99_ms": %s, "peer": "%s", "ratio_rps_vs_nginx": %s, "ratio_p99_vs_nginx": %s, "non_2xx": %s, "socket_errors": %s}%s\n' \
+      "$s" "${RPS[$s]}" "${P50[$s]}" "${P99[$s]}" "$p" "$(ratio "${RPS[$s]}" "${RPS[$p]:-}")" \
+      "$(ratio "${P99[$s]}" "${P99[$p]:-}")" "${NON2XX[$s]}" "${SOCKERR[$s]}" "$([ $i -lt $n ] && echo ,)"
   done
   echo "  ]"
   echo "}"
@@ -560,7 +647,8 @@ MD=$RESULTS/$STAMP.md
   echo "| scenario | rps | p50 ms | p99 ms | rps vs nginx | p99 vs nginx | errors |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
   for s in "${SCENARIOS[@]}"; do
-    r=$(ratio "${RPS[$s]}" "$NG_RPS"); q=$(ratio "${P99[$s]}" "$NG_P99")
+    p=$(peer "$s")
+    r=$(ratio "${RPS[$s]}" "${RPS[$p]:-}"); q=$(ratio "${P99[$s]}" "${P99[$p]:-}")
     printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$s" "${RPS[$s]}" "${P50[$s]}" "${P99[$s]}" \
       "${r/null/-}" "${q/null/-}" "$((NON2XX[$s] + SOCKERR[$s]))"
   done
@@ -585,6 +673,21 @@ MD=$RESULTS/$STAMP.md
     echo "Targets (passthrough vs nginx_proxy):"
     echo "- rps >= 0.8 x nginx: $rps_ok ($(ratio "${RPS[passthrough]}" "$NG_RPS") x)"
     echo "- p99 <= 1.5 x nginx: $p99_ok ($(ratio "${P99[passthrough]}" "$NG_P99") x)"
+  fi
+  if want nginx_proxy_log; then
+    echo
+    echo "Production settings (issue 26; *_log rows are compared with nginx_proxy_log):"
+    target() { # target NAME A B MIN: "NAME: met|NOT met for >= MIN x (A/B x)"
+      local q; q=$(ratio "${RPS[$2]:-}" "${RPS[$3]:-}")
+      [ "$q" = null ] || echo "- $1: $(awk -v q="$q" -v m="$4" 'BEGIN { print (q >= m) ? "met" : "NOT met" }') for >= $4 x ($q x)"
+    }
+    target "passthrough_log vs nginx_proxy_log" passthrough_log nginx_proxy_log 0.9
+    target "full_log vs nginx_proxy_log" full_log nginx_proxy_log 0.6
+    target "cached_log vs nginx_proxy_log" cached_log nginx_proxy_log 1.0
+    target "access log cost, passthrough_log vs passthrough (< 10 %)" passthrough_log passthrough 0.9
+    target "access log cost, full_log vs full (< 10 %)" full_log full 0.9
+    target "nginx's own log cost, nginx_proxy_log vs nginx_proxy" nginx_proxy_log nginx_proxy 0
+    [ -z "$LOG_CHECK" ] || echo "- $LOG_CHECK"
   fi
   if [ ${#FAILED[@]} -gt 0 ]; then
     echo

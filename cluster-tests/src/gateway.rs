@@ -79,8 +79,13 @@ impl GatewayProcess {
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `USR1`, ...).
+    pub fn signal(&self, name: &str) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill").args([format!("-{name}"), c.id().to_string()]).status();
         }
     }
 

@@ -2,6 +2,7 @@
 //! the admin listener, and telemetry. The binary (`main.rs`) is a thin CLI over this.
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod client_faults;
 pub mod config;

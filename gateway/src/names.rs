@@ -47,3 +47,5 @@ pub use actors::names::{
 pub const M_CLIENT_PROTOCOL_ERRORS: &str = "gateway_client_protocol_errors_total";
 /// Cache lookups by service and result (`hit` / `miss` / `bypass` / `stale`).
 pub const M_CACHE_REQUESTS: &str = "gateway_cache_requests_total";
+/// Access-log lines dropped because the writer fell behind or the output failed.
+pub const M_ACCESS_LOG_DROPPED: &str = "gateway_access_log_dropped_total";

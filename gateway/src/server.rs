@@ -1,7 +1,7 @@
 //! Starting a node: actors, the main (proxy) listener, the admin listener, and graceful
 //! shutdown on SIGTERM/SIGINT: stop accepting (actix-server's graceful stop also closes
 //! idle keep-alive connections), stop taking jobs, finish in-flight requests and jobs up to `node.shutdown_grace` (jobs still
-//! running then go back to the queue), leave the membership, exit 0 — and `run` returns
+//! running then go back to the queue), leave the membership, write out the access log, exit 0 — and `run` returns
 //! only after all of it, so nothing is cut off when the System stops.
 
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use actors::redis::events::{event_stream, spawn_subscriber};
 use actors::registry::{Backend, RegistryStore, RoutesView, ServiceRegistry};
 use actors::status::NodeStatus;
 
+use crate::access_log::{self, AccessLog};
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::health::{self, Health};
@@ -63,6 +64,9 @@ pub enum StartError {
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Longest wait at shutdown for the access log's writer to write out what it holds.
+const ACCESS_LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a node until it is told to stop; `on_ready` runs once both listeners are bound.
 /// Must be called inside an actix `System`.
@@ -155,12 +159,15 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         let url = j.jwks_url.clone()?;
         Some(JwksFetcher::new(url, j.jwks_refresh.get(), auth_guard.clone(), status.clone()).start())
     });
+    let access_log = AccessLog::start(&config.log, &node_id)
+        .map_err(|e| StartError::Config(format!("log.access_log_file: cannot open {e}")))?;
+    access_log::reopen_on_sigusr1(access_log.clone());
     let mut pipeline = Pipeline::new(
         &node_id,
         routes.clone(),
         limits,
         n.trusted_proxies.clone(),
-        config.log.access_log,
+        access_log.clone(),
         auth_view,
         api_key_header,
     );
@@ -307,6 +314,13 @@ pub async fn run(config: Config, on_ready: impl FnOnce()) -> Result<(), StartErr
         shutdown.abort();
         log_jobs(queue_supervisor.send(ReturnLeased { grace: std::time::Duration::ZERO }).await);
         let _ = membership.send(Leave).await;
+    }
+    // Every request is answered (or was cut off at the grace period): the access log's
+    // last lines go out before the process ends.
+    if let Some(log) = &access_log
+        && !log.close(ACCESS_LOG_DRAIN).await
+    {
+        tracing::warn!("the access log was not drained within {ACCESS_LOG_DRAIN:?}; its last lines may be lost");
     }
     a?;
     b?;

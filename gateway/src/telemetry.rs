@@ -1,4 +1,5 @@
 //! Logging (tracing, JSON or pretty, non-blocking writer) and the Prometheus recorder.
+//! The access log has a writer of its own (`crate::access_log`).
 
 use std::time::Duration;
 
@@ -59,6 +60,10 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
         "Connections closed on malformed client requests (logged as a summary only)"
     );
     metrics::describe_counter!(names::M_REDIS_ERRORS, "Redis commands that failed or timed out");
+    metrics::describe_counter!(
+        names::M_ACCESS_LOG_DROPPED,
+        "Access-log lines dropped because the writer fell behind or the output failed"
+    );
     let upkeep = handle.clone();
     actix_rt::spawn(async move {
         let mut tick = actix_rt::time::interval(Duration::from_secs(5));

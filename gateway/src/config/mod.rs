@@ -4,6 +4,7 @@
 
 mod bounds;
 mod locate;
+mod log;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use actors::units::{ByteSize, HumanDuration};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use log::{AccessLogFormat, LogConfig, LogFormat};
 pub use secret::Secret;
 
 /// A config file that cannot be used. `field` is empty for syntax errors.
@@ -414,41 +416,6 @@ fn default_compress_above() -> ByteSize {
     ByteSize::kib(4)
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// One JSON object per line.
-    #[default]
-    Json,
-    /// Human-readable.
-    Pretty,
-}
-
-/// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// Format.
-    #[serde(default)]
-    pub format: LogFormat,
-    /// Filter (`info`, `gateway=debug,info`); `RUST_LOG` wins when set.
-    #[serde(default = "default_level")]
-    pub level: String,
-    /// One line per proxied request.
-    #[serde(default = "yes")]
-    pub access_log: bool,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { format: LogFormat::Json, level: default_level(), access_log: true }
-    }
-}
-
-fn default_level() -> String {
-    "info".into()
-}
 fn yes() -> bool {
     true
 }
@@ -614,6 +581,7 @@ impl Config {
         if let Some(jwt) = &self.auth.jwt {
             validate_jwt(jwt)?;
         }
+        self.log.validate()?;
         validate_analytics(&self.analytics)?;
         validate_telemetry(&self.telemetry)?;
         let services = std::mem::take(&mut self.services);

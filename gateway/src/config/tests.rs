@@ -238,3 +238,34 @@ fn a_missing_required_field_is_named() {
     assert_eq!(e.field, "rate_limit.policies.p.limit");
     assert_eq!(super::error_field(".", "missing field `id`"), "id");
 }
+
+#[test]
+fn access_log_settings_default_to_json_on_stdout_and_name_bad_fields() {
+    let c = parse("").expect("valid");
+    assert!(c.log.access_log);
+    assert_eq!(c.log.access_log_format, AccessLogFormat::Json);
+    assert!(c.log.access_log_file.is_empty() && !c.log.access_log_query);
+
+    let dir = std::env::temp_dir();
+    let file = dir.join("gateway-access.log").display().to_string();
+    let text =
+        format!("[log]\naccess_log_format = \"combined\"\naccess_log_file = \"{file}\"\naccess_log_query = true\n");
+    let c = parse(&text).expect("valid");
+    assert_eq!(c.log.access_log_format, AccessLogFormat::Combined);
+    assert_eq!(c.log.access_log_file, file);
+    assert!(c.log.access_log_query);
+
+    let dir = dir.display().to_string();
+    for (text, field) in [
+        ("[log]\naccess_log_format = \"apache\"\n".to_string(), "log.access_log_format"),
+        ("[log]\naccess_log_file = \"/nonexistent-dir/access.log\"\n".to_string(), "log.access_log_file"),
+        (format!("[log]\naccess_log_file = \"{dir}\"\n"), "log.access_log_file"),
+        ("[log]\naccess_log_query = \"yes\"\n".to_string(), "log.access_log_query"),
+    ] {
+        let e = parse(&text).expect_err(&text);
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.line.is_some(), "{text}: {e}");
+    }
+    let e = parse_env("", &[("GATEWAY__LOG__ACCESS_LOG_FILE", "/nonexistent-dir/a.log")]).expect_err("env");
+    assert_eq!((e.field.as_str(), e.line), ("log.access_log_file", None));
+}

@@ -71,8 +71,8 @@ pub struct Pipeline {
     pub limits: Limits,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Write one access-log line per request.
-    pub access_log: bool,
+    /// The access log (`None`: off).
+    pub access_log: Option<crate::access_log::AccessLog>,
     /// Verification inputs (keys, later consumers and revocations).
     pub auth: AuthView,
     /// Header carrying API keys.
@@ -100,7 +100,7 @@ impl Pipeline {
         routes: RoutesView,
         limits: Limits,
         trusted_proxies: Vec<IpNet>,
-        access_log: bool,
+        access_log: Option<crate::access_log::AccessLog>,
         auth: AuthView,
         api_key_header: HeaderName,
     ) -> Self {
@@ -153,7 +153,7 @@ pub async fn entry(
         Ok(routed) => routed,
         Err(error) => {
             let mut res = Rejected { request_id: request_id.clone(), error }.to_response();
-            observe::unrouted(&node, &req, &request_id, spans, res.status(), started);
+            observe::unrouted(&node, &req, &request_id, spans, &res, started);
             res.headers_mut().insert(names::X_REQUEST_ID.clone(), request_id);
             return res;
         }
@@ -180,7 +180,7 @@ pub async fn entry(
     };
     Policies::response(&node, &cx, &mut res);
     decorate(&node, &mut cx, &mut res, relayed);
-    observe::record(&node, &mut cx, res.status());
+    observe::record(&node, &mut cx, &res, relayed);
     res
 }
 

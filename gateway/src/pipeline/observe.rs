@@ -1,16 +1,18 @@
-//! Recording a finished request: Prometheus metrics, the structured access log, and the
+//! Recording a finished request: Prometheus metrics, the access log (`crate::access_log`), and the
 //! analytics record (one small struct offered to the analytics actor without waiting).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::HttpRequest;
-use actix_web::http::header::HeaderValue;
-use actix_web::http::{Method, StatusCode};
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode, Version};
+use actix_web::{HttpRequest, HttpResponse};
 use actors::analytics::LimiterResult;
 
 use super::cache::CacheStatus;
 use super::{Ctx, Pipeline};
+use crate::access_log::Line;
 use crate::names;
 use crate::otlp::RequestSpans;
 use crate::proxy::Outcome;
@@ -112,7 +114,11 @@ struct Done<'a> {
     req: &'a HttpRequest,
     request_id: &'a HeaderValue,
     started: Instant,
-    status: StatusCode,
+    res: &'a HttpResponse,
+    /// Whether `res` is the upstream's answer (`false`: the gateway's own, or a cached copy).
+    from_upstream: bool,
+    /// The trusted client address.
+    client: Option<std::net::IpAddr>,
     service: &'a Option<Arc<str>>,
     consumer: Option<&'a str>,
     upstream: Option<&'a Outcome>,
@@ -121,19 +127,23 @@ struct Done<'a> {
     spans: Option<Box<RequestSpans>>,
 }
 
-/// The log phase of a routed request: metrics, access log, analytics, trace.
-pub fn record(node: &Pipeline, cx: &mut Ctx<'_>, status: StatusCode) {
+/// The log phase of a routed request: metrics, access log, analytics, trace. `relayed`:
+/// `res` is the upstream's answer or the cache's copy of one.
+pub fn record(node: &Pipeline, cx: &mut Ctx<'_>, res: &HttpResponse, relayed: bool) {
     let service = Some(Arc::clone(&cx.route.name));
     let cache =
         (cx.route.spec.cache.is_some() && node.cache.is_some()).then(|| cx.cache.unwrap_or(CacheStatus::Bypass));
     let spans = cx.spans.take();
+    let from_upstream = relayed && !matches!(cx.cache, Some(CacheStatus::Hit | CacheStatus::Stale));
     write(
         node,
         Done {
             req: cx.req,
             request_id: &cx.request_id,
             started: cx.started,
-            status,
+            res,
+            from_upstream,
+            client: cx.addr.ip,
             service: &service,
             consumer: cx.consumer(),
             upstream: Some(&cx.upstream),
@@ -150,14 +160,16 @@ pub fn unrouted(
     req: &HttpRequest,
     request_id: &HeaderValue,
     spans: Option<Box<RequestSpans>>,
-    status: StatusCode,
+    res: &HttpResponse,
     started: Instant,
 ) {
     let done = Done {
         req,
         request_id,
         started,
-        status,
+        res,
+        from_upstream: false,
+        client: req.peer_addr().map(|a| a.ip()),
         service: &None,
         consumer: None,
         upstream: None,
@@ -170,7 +182,21 @@ pub fn unrouted(
 
 /// Records metrics and writes the access-log line for one request.
 fn write(cx: &Pipeline, done: Done<'_>) {
-    let Done { req, request_id, started, status, service, consumer, upstream, cache, limiter, spans } = done;
+    let Done {
+        req,
+        request_id,
+        started,
+        res,
+        from_upstream,
+        client,
+        service,
+        consumer,
+        upstream,
+        cache,
+        limiter,
+        spans,
+    } = done;
+    let status = res.status();
     let elapsed = started.elapsed();
     let method = method_label(req.method());
     let upstream_time = upstream.and_then(|u| u.upstream_time);
@@ -199,6 +225,45 @@ fn write(cx: &Pipeline, done: Done<'_>) {
             limiter,
         });
     }
+    if let Some(log) = &cx.access_log {
+        let headers = req.headers();
+        let trace_id = spans.as_ref().map(|s| s.trace_id).or_else(|| {
+            let parent = headers.get(&names::TRACEPARENT)?.to_str().ok()?;
+            crate::otlp::parse_traceparent(parent).map(|p| p.trace_id)
+        });
+        log.log(&Line {
+            request_id: request_id.as_bytes(),
+            client,
+            method: req.method().as_str(),
+            path: req.path(),
+            query: if log.settings().query { req.query_string() } else { "" },
+            version: version(req.version()),
+            status: status.as_u16(),
+            bytes_in: headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
+            bytes_out: match res.body().size() {
+                BodySize::Sized(n) => Some(n),
+                BodySize::None => Some(0),
+                BodySize::Stream => None,
+            },
+            duration: elapsed,
+            upstream: upstream.and_then(|u| u.endpoint.as_ref()).map(|e| (&*e.id, e.url.authority())),
+            upstream_status: from_upstream.then_some(status.as_u16()),
+            upstream_time,
+            attempts: upstream.map_or(0, |u| u.attempts),
+            service: service.as_deref().unwrap_or(NO_SERVICE),
+            consumer,
+            cache: cache.map(|c| c.as_str()),
+            limiter: limiter.as_str(),
+            user_agent: headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
+            referer: log
+                .settings()
+                .logs_referer()
+                .then(|| headers.get(header::REFERER))
+                .flatten()
+                .map(HeaderValue::as_bytes),
+            trace_id,
+        });
+    }
     if let (Some(exporter), Some(spans)) = (&cx.otlp, spans) {
         let upstream = upstream
             .and_then(|u| u.sent_at.zip(u.upstream_time))
@@ -217,24 +282,14 @@ fn write(cx: &Pipeline, done: Done<'_>) {
             limiter: limiter.as_str(),
         });
     }
-    if cx.access_log {
-        tracing::info!(
-            target: "access",
-            request_id = request_id.to_str().unwrap_or_default(),
-            node = &*cx.node_id,
-            service = service.as_deref().unwrap_or(NO_SERVICE),
-            consumer,
-            method,
-            path = req.path(),
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = upstream.and_then(|u| u.endpoint.as_ref()).map(|e| &*e.id),
-            upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0),
-            attempts = upstream.map_or(0, |u| u.attempts),
-            cache = cache.map(|c| c.as_str()),
-            limiter = limiter.as_str(),
-            client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
-            "request"
-        );
+}
+
+fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
