@@ -5,8 +5,10 @@
 //!
 //! Two implementations sit behind it, chosen per endpoint scheme in `Upstream::send`
 //! (the only place that names them): the lean own HTTP/1.1 client (`plain.rs` over
-//! `proxy/h1`) for `http://`, awc with rustls (`tls.rs`) for `https://`. Dropping one is
-//! one file: point its `match` arm at the other implementation (then delete its module).
+//! `proxy/h1`) for `http://`, awc with rustls (`tls.rs`) for `https://`. Why two, and the
+//! A/B that keeps the h1 client: docs/decisions/upstream-clients.md (the `awc-plain`
+//! feature repeats it). Dropping one is one file: point its `match` arm at the other
+//! implementation (then delete its module).
 //!
 //! Dispatch is a `match`, not a trait object: no boxing per request; the h1 path writes
 //! the request head straight from the client's header map.
@@ -265,8 +267,10 @@ impl Upstream {
     /// closed; nothing is retried on another endpoint here (the caller's choice).
     pub async fn send<S: BodySource>(&self, req: Request<'_, S>, idempotent: bool) -> Result<Response, Error> {
         match req.endpoint.url.scheme() {
-            Scheme::Http => plain::send(req, idempotent).await,
-            Scheme::Https => tls::send(&self.tls, req).await,
+            // The `awc-plain` feature sends plain http over awc too: only for the A/B in
+            // docs/decisions/upstream-clients.md.
+            Scheme::Http if !cfg!(feature = "awc-plain") => plain::send(req, idempotent).await,
+            Scheme::Http | Scheme::Https => tls::send(&self.tls, req).await,
         }
     }
 
