@@ -36,8 +36,10 @@ impl RatePolicy {
         let decisions = ["allowed", "limited"]
             .map(|result| metrics::counter!(M_RATELIMIT_DECISIONS, "policy" => Arc::clone(&label), "result" => result));
         Self {
-            header_value: static_value(header.clone()),
-            limit_value: static_value(spec.limit.to_string()).unwrap_or_else(|| HeaderValue::from(spec.limit)),
+            // Made once; a clone per limited request is a reference count, and nothing is
+            // leaked (configs are also validated, and later reloaded, many times).
+            header_value: HeaderValue::from_str(&header).ok(),
+            limit_value: HeaderValue::from(spec.limit),
             name: label,
             spec,
             header,
@@ -49,16 +51,6 @@ impl RatePolicy {
     pub fn count(&self, allowed: bool) {
         self.decisions[usize::from(!allowed)].increment(1);
     }
-}
-
-/// A header value over a string leaked for the life of the process, so that cloning it
-/// (per limited request) touches no reference count. Made once per policy and start.
-fn static_value(s: String) -> Option<HeaderValue> {
-    // `from_static` accepts visible ASCII and tabs only (and panics otherwise).
-    if !s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
-        return HeaderValue::from_str(&s).ok();
-    }
-    Some(HeaderValue::from_static(Box::leak(s.into_boxed_str())))
 }
 
 /// The node's policies by name: the one registry every reader shares (cheap to clone).
