@@ -63,9 +63,10 @@ impl<'r> Ctx<'r> {
         }
     }
 
-    /// The service name.
-    pub fn service(&self) -> &Arc<str> {
-        &self.route.name
+    /// `X-Cache-Status` of the answer: `None` when the service does not cache (or the
+    /// node has no cache); `BYPASS` when the cache never ran (refused before it).
+    pub fn cache_status(&self, node: &super::Pipeline) -> Option<CacheStatus> {
+        (self.route.spec.cache.is_some() && node.cache.is_some()).then(|| self.cache.unwrap_or(CacheStatus::Bypass))
     }
 
     /// The consumer id of the verified caller.

@@ -208,8 +208,7 @@ fn decorate(node: &Pipeline, cx: &mut Ctx<'_>, res: &mut HttpResponse, relayed: 
         headers.insert(name, value);
     }
     headers.insert(names::X_GATEWAY_NODE.clone(), node.node_header.clone());
-    if cx.route.spec.cache.is_some() && node.cache.is_some() {
-        let status = cx.cache.unwrap_or(cache::CacheStatus::Bypass);
+    if let Some(status) = cx.cache_status(node) {
         headers.insert(names::X_CACHE_STATUS.clone(), HeaderValue::from_static(status.as_str()));
     }
 }

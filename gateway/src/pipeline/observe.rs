@@ -131,8 +131,7 @@ struct Done<'a> {
 /// `res` is the upstream's answer or the cache's copy of one.
 pub fn record(node: &Pipeline, cx: &mut Ctx<'_>, res: &HttpResponse, relayed: bool) {
     let service = Some(Arc::clone(&cx.route.name));
-    let cache =
-        (cx.route.spec.cache.is_some() && node.cache.is_some()).then(|| cx.cache.unwrap_or(CacheStatus::Bypass));
+    let cache = cx.cache_status(node);
     let spans = cx.spans.take();
     let from_upstream = relayed && !matches!(cx.cache, Some(CacheStatus::Hit | CacheStatus::Stale));
     write(
